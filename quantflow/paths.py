@@ -1,0 +1,119 @@
+"""Every artifact location, derived from the spec in one place.
+
+dvc.yaml, the step functions, the Prefect tasks and the publisher all ask this module for paths;
+none of them joins path pieces on its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from quantflow.spec import PipelineSpec, Spec
+
+SPEC_FILE = "pipelines.yaml"
+
+
+@dataclass(frozen=True)
+class PipelinePaths:
+    """Artifact layout of one pipeline, relative to the workspace (the folder of the spec)."""
+
+    workspace: Path
+    name: str
+    artifacts: str = "artifacts"
+    registry_dir: str = "registry"
+
+    @property
+    def root(self) -> Path:
+        return self.workspace / self.artifacts / self.name
+
+    # prepare
+    @property
+    def dataset(self) -> Path:
+        return self.root / "prepare" / "dataset.npz"
+
+    @property
+    def calibration(self) -> Path:
+        return self.root / "prepare" / "calibration.npz"
+
+    @property
+    def prepare_info(self) -> Path:
+        return self.root / "prepare" / "info.json"
+
+    # train
+    @property
+    def trained(self) -> Path:
+        return self.root / "train" / "model.keras"
+
+    @property
+    def train_info(self) -> Path:
+        return self.root / "train" / "history.json"
+
+    # export (float baseline)
+    @property
+    def export_dir(self) -> Path:
+        return self.root / "export"
+
+    @property
+    def saved_model(self) -> Path:
+        return self.export_dir / "saved_model"
+
+    @property
+    def float_tflite(self) -> Path:
+        return self.export_dir / "float.tflite"
+
+    @property
+    def baseline_metrics(self) -> Path:
+        return self.export_dir / "metrics.json"
+
+    # quantize (one per variant); the folder is called variants/ as users expect
+    @property
+    def variants_dir(self) -> Path:
+        return self.root / "variants"
+
+    def variant_tflite(self, variant: str) -> Path:
+        return self.variants_dir / f"{variant}.tflite"
+
+    def variant_metrics(self, variant: str) -> Path:
+        return self.variants_dir / f"{variant}.json"
+
+    # gate
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.json"
+
+    @property
+    def gate(self) -> Path:
+        return self.root / "gate.json"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report.md"
+
+    @property
+    def plot(self) -> Path:
+        return self.root / "variants.csv"
+
+    # publish
+    @property
+    def publish_record(self) -> Path:
+        return self.root / "publish.json"
+
+    @property
+    def lock(self) -> Path:
+        return self.workspace / self.artifacts / f".{self.name}.lock"
+
+    @property
+    def registry(self) -> Path:
+        return self.workspace / self.registry_dir / self.name
+
+
+def pipeline_paths(spec: Spec, name: str, workspace: Path) -> PipelinePaths:
+    """The single function that turns (spec, pipeline, workspace) into artifact paths."""
+    pipeline: PipelineSpec = spec.pipelines[name]
+    return PipelinePaths(
+        workspace=workspace,
+        name=name,
+        artifacts=spec.execution.artifacts,
+        registry_dir=pipeline.publish.registry,
+    )

@@ -1,0 +1,101 @@
+"""Typed values that steps hand to each other (and write as JSON next to the artifacts)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+T = TypeVar("T", bound=BaseModel)
+
+
+class Result(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    def write(self, path: Path) -> Path:
+        """Write atomically (temp file + rename) so a kill never leaves half a JSON file."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(self.model_dump_json(indent=2) + "\n")
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def read(cls: type[T], path: Path) -> T:
+        return cls.model_validate(json.loads(Path(path).read_text()))
+
+
+class Latency(Result):
+    p50_ms: float
+    p95_ms: float
+    mean_ms: float
+    threads: int
+    warmup_runs: int
+    timed_runs: int
+
+
+class TensorTypes(Result):
+    input_dtype: str = Field(description="dtype of the first input tensor, e.g. 'int8'.")
+    output_dtype: str
+    input_quantization: tuple[float, int] | None = Field(None, description="(scale, zero_point)")
+    weight_dtypes: dict[str, int] = Field(
+        default_factory=dict, description="Count of constant (weight) tensors per dtype."
+    )
+
+
+class VariantMetrics(Result):
+    """What evaluation measured for one model (the float baseline or a variant)."""
+
+    name: str
+    kind: str
+    status: Literal["ok", "failed"] = "ok"
+    error: str | None = None
+    accuracy: float | None = None
+    num_classes: int | None = None
+    test_examples: int | None = None
+    size_bytes: int | None = None
+    compression_ratio: float | None = None
+    accuracy_drop: float | None = None
+    relative_drop: float | None = None
+    latency: Latency | None = None
+    tensors: TensorTypes | None = None
+    convert_seconds: float | None = None
+    evaluate_seconds: float | None = None
+
+
+class Check(Result):
+    metric: str
+    value: float | None
+    threshold: float
+    passed: bool
+    reason: str
+
+
+class VariantDecision(Result):
+    name: str
+    passed: bool
+    checks: list[Check] = Field(default_factory=list)
+    reason: str
+
+
+class GateResult(Result):
+    pipeline: str
+    decisions: list[VariantDecision]
+    selected: list[str] = Field(description="Variants the publish strategy will publish.")
+
+    @property
+    def passed(self) -> list[str]:
+        return [d.name for d in self.decisions if d.passed]
+
+
+class PublishRecord(Result):
+    pipeline: str
+    status: Literal["published", "blocked"]
+    version: str | None = None
+    path: str | None = None
+    files: list[str] = Field(default_factory=list)
+    alias: str | None = None
+    message: str = ""
