@@ -66,16 +66,19 @@ class PipelinePaths:
     def baseline_metrics(self) -> Path:
         return self.export_dir / "metrics.json"
 
-    # quantize (one per variant); the folder is called variants/ as users expect
+    # quantize: one folder per variant, so a failed variant still has an output (its metrics)
     @property
     def variants_dir(self) -> Path:
         return self.root / "variants"
 
+    def variant_dir(self, variant: str) -> Path:
+        return self.variants_dir / variant
+
     def variant_tflite(self, variant: str) -> Path:
-        return self.variants_dir / f"{variant}.tflite"
+        return self.variant_dir(variant) / "model.tflite"
 
     def variant_metrics(self, variant: str) -> Path:
-        return self.variants_dir / f"{variant}.json"
+        return self.variant_dir(variant) / "metrics.json"
 
     # gate
     @property

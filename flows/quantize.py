@@ -1,0 +1,84 @@
+"""The quantize-pipeline flow: prepare -> train -> export -> quantize (parallel) -> gate -> publish.
+
+The flow parameter is a pydantic model, so deployments validate it and the Prefect UI shows a
+form. Which stages run comes from ``quantflow.plan`` (DVC decides what is stale).
+"""
+
+from __future__ import annotations
+
+import os
+
+from prefect import allow_failure, flow, get_run_logger
+from prefect.task_runners import ProcessPoolTaskRunner
+from pydantic import BaseModel, Field
+
+import tasks
+from quantflow.plan import Plan, finish_run, pipeline_lock, plan_run
+from quantflow.results import PublishRecord
+
+
+class RunParams(BaseModel):
+    """One run of one pipeline of a spec file, with optional `--set`-style overrides."""
+
+    pipeline: str = Field(description="Pipeline name in the spec file.")
+    spec_file: str = Field("pipelines.yaml", description="Spec file, relative to workspace.")
+    overrides: list[str] = Field(default_factory=list,
+                                 description="dotted.key=value overrides, validated like the file.")
+    workspace: str = Field(".", description="Project folder (holds the spec and dvc.yaml).")
+    force: bool = Field(False, description="Run every stage even if DVC says it is up to date.")
+
+
+class RunSummary(BaseModel):
+    pipeline: str
+    ran: list[str]
+    status: str  # up_to_date | published | blocked
+    version: str | None = None
+    failed_variants: list[str] = Field(default_factory=list)
+    message: str = ""
+
+
+def _propagate_api_url() -> None:
+    """Spawned task workers read settings from the environment: give them this run's server."""
+    from prefect.settings import PREFECT_API_URL
+
+    url = PREFECT_API_URL.value()
+    if url:
+        os.environ["PREFECT_API_URL"] = url
+
+
+def _wire(plan: Plan) -> PublishRecord | None:
+    ctx, run = plan.ctx, plan.stages
+    prev: list = []
+    for stage, task in (("prepare", tasks.prepare), ("train", tasks.train),
+                        ("export", tasks.export)):
+        if stage in run:
+            prev = [task.submit(ctx, wait_for=prev)]
+    variants = [tasks.quantize.submit(ctx, v, wait_for=prev) for v in plan.variants]
+    prev = [allow_failure(f) for f in variants] or prev
+    gate = tasks.gate.submit(ctx, wait_for=prev) if "gate" in run else None
+    publish = tasks.publish.submit(ctx, wait_for=[gate] if gate else prev) \
+        if "publish" in run else None
+    for f in variants:
+        f.wait()
+    return publish.result() if publish else None
+
+
+@flow(name="quantize-pipeline", task_runner=ProcessPoolTaskRunner(
+    max_workers=2, initializer=tasks.warm_worker), validate_parameters=True)
+def quantize_pipeline(params: RunParams) -> RunSummary:
+    log = get_run_logger()
+    _propagate_api_url()
+    with pipeline_lock(params.workspace, params.spec_file, params.overrides, params.pipeline):
+        plan = plan_run(params.workspace, params.spec_file, params.overrides, params.pipeline,
+                        force=params.force)
+        if not plan.stages:
+            log.info("%s: up to date (inputs unchanged), nothing to do", params.pipeline)
+            return RunSummary(pipeline=params.pipeline, ran=[], status="up_to_date",
+                              message="inputs unchanged; nothing to do")
+        log.info("%s: running %s", params.pipeline, ", ".join(plan.describe()))
+        record = _wire(plan)
+        failed = finish_run(plan)
+    return RunSummary(pipeline=params.pipeline, ran=plan.describe(), failed_variants=failed,
+                      status=record.status if record else "partial",
+                      version=record.version if record else None,
+                      message=record.message if record else "")

@@ -1,0 +1,123 @@
+"""The `quantflow` command. Fast paths (validate, schema, --help, up-to-date runs) never import
+TensorFlow or start Prefect.
+
+Exit codes: 0 ok; 1 unexpected error; 2 invalid spec or usage; 3 the gate blocked every variant
+(nothing published); 4 published, but at least one variant failed to convert or evaluate;
+5 the pipeline is already being run by another process.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from quantflow.specload import SpecError, load_spec
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Declarative, versioned TFLite quantization pipelines.")
+err = Console(stderr=True)
+out = Console()
+
+EXIT_OK, EXIT_ERROR, EXIT_SPEC, EXIT_BLOCKED, EXIT_VARIANT_FAILED, EXIT_BUSY = 0, 1, 2, 3, 4, 5
+
+SpecOpt = Annotated[Path, typer.Option("--spec", "-f", help="Spec file.")]
+SetOpt = Annotated[list[str] | None, typer.Option(
+    "--set", "-s", help="Override a spec value: dotted.key=value (repeatable).")]
+
+
+def _fail_spec(exc: SpecError) -> None:
+    for p in exc.problems:
+        err.print(str(p), markup=False, highlight=False)
+    err.print(f"[red]{len(exc.problems)} problem(s); nothing was run or written.[/red]")
+    raise typer.Exit(EXIT_SPEC)
+
+
+@app.command()
+def validate(file: Annotated[Path, typer.Argument(help="Spec file.")] = Path("pipelines.yaml"),
+             set_: SetOpt = None) -> None:
+    """Check a spec; exit 2 with one `file:line:col: key.path: message` line per problem."""
+    try:
+        loaded = load_spec(file, set_ or [])
+    except SpecError as exc:
+        _fail_spec(exc)
+    names = ", ".join(f"{n} ({len(p.variants)} variants)" for n, p in loaded.spec.pipelines.items())
+    out.print(f"{file}: valid - {names}")
+
+
+@app.command()
+def schema(output: Annotated[Path, typer.Option("--output", "-o")] =
+           Path("pipelines.schema.json")) -> None:
+    """Write the JSON Schema of pipelines.yaml (for editor completion)."""
+    from quantflow.schema import json_schema
+
+    output.write_text(json.dumps(json_schema(), indent=2) + "\n")
+    out.print(f"wrote {output}")
+
+
+@app.command()
+def step(stage: Annotated[str, typer.Argument(help="prepare|train|export|quantize|gate|publish")],
+         pipeline: str,
+         variant: Annotated[str | None, typer.Argument(help="Variant (quantize only).")] = None,
+         spec: SpecOpt = Path("pipelines.yaml"), set_: SetOpt = None) -> None:
+    """Run one stage of one pipeline in this process (what dvc.yaml stages call)."""
+    from quantflow.plan import context
+    from quantflow.steps import STAGES
+
+    if stage not in STAGES or (stage == "quantize") != (variant is not None):
+        err.print(f"usage: quantflow step {{{'|'.join(STAGES)}}} PIPELINE [VARIANT]; "
+                  "VARIANT is required for quantize only")
+        raise typer.Exit(EXIT_SPEC)
+    try:
+        ctx = context(spec.parent, spec.name, set_ or [], pipeline)
+    except SpecError as exc:
+        _fail_spec(exc)
+    from importlib import import_module
+
+    module = import_module(f"quantflow.steps.{stage}")
+    result = module.run(ctx, variant) if variant else module.run(ctx)
+    out.print(f"{stage} {pipeline}{'/' + variant if variant else ''}: done")
+    code = getattr(module, "exit_code", None)
+    if code is not None:
+        raise typer.Exit(code(result))
+
+
+@app.command()
+def run(pipelines: Annotated[list[str] | None, typer.Argument(help="Pipelines (default all).")]
+        = None, spec: SpecOpt = Path("pipelines.yaml"), set_: SetOpt = None,
+        force: Annotated[bool, typer.Option(help="Re-run every stage.")] = False) -> None:
+    """Run pipelines as Prefect flow runs; only stale stages run again."""
+    from quantflow.runner import run_pipelines
+
+    try:
+        loaded = load_spec(spec, set_ or [])
+    except SpecError as exc:
+        _fail_spec(exc)
+    names = pipelines or list(loaded.spec.pipelines)
+    unknown = [n for n in names if n not in loaded.spec.pipelines]
+    if unknown:
+        err.print(f"unknown pipeline(s) {unknown}; {spec} has: {', '.join(loaded.spec.pipelines)}")
+        raise typer.Exit(EXIT_SPEC)
+    raise typer.Exit(run_pipelines(spec, set_ or [], names, force=force, console=out))
+
+
+@app.command()
+def verify(registry: Annotated[Path, typer.Argument(help="Registry folder.")] = Path("registry")
+           ) -> None:
+    """Re-hash every published file against its manifest; exit 1 on any problem."""
+    from quantflow.registry import verify as verify_registry
+
+    problems = verify_registry(registry)
+    for p in problems:
+        err.print(str(p), markup=False)
+    if problems:
+        raise typer.Exit(EXIT_ERROR)
+    out.print(f"{registry}: every published file matches its manifest")
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    sys.exit(app())

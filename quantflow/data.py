@@ -1,0 +1,161 @@
+"""Datasets: load raw arrays from a source, check them, split, normalise, and draw calibration.
+
+Everything is NumPy; nothing here imports TensorFlow (the `keras` source imports it only when
+used). Files are read without pickle.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from quantflow.spec import (
+    CalibrationSpec,
+    IdxDataset,
+    KerasDataset,
+    NpzDataset,
+    SklearnDigitsDataset,
+)
+
+DatasetSpec = SklearnDigitsDataset | IdxDataset | NpzDataset | KerasDataset
+
+
+class DataError(ValueError):
+    """The data cannot be used; the message says what is wrong and where."""
+
+
+@dataclass(frozen=True)
+class Splits:
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    num_classes: int
+
+
+def _read_idx(path: Path, magic: int, dims: int) -> np.ndarray:
+    """Parse one gzip IDX file, checking the header against the payload size."""
+    try:
+        raw = gzip.decompress(path.read_bytes())
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        raise DataError(f"{path}: not a readable gzip file ({exc}); truncated or corrupt?") from None
+    header = 4 + 4 * dims
+    if len(raw) < header or struct.unpack(">I", raw[:4])[0] != magic:
+        raise DataError(f"{path}: bad IDX header (expected magic {magic})")
+    shape = struct.unpack(f">{dims}I", raw[4:header])
+    if len(raw) - header != int(np.prod(shape)):
+        raise DataError(f"{path}: header says {shape} but payload has {len(raw) - header} bytes")
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
+
+
+def load_raw(ds: DatasetSpec, workspace: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Return all (x, y) of the source, before any split."""
+    if isinstance(ds, SklearnDigitsDataset):
+        from sklearn.datasets import load_digits
+
+        digits = load_digits()
+        return digits.images.astype(np.float32), digits.target.astype(np.int64)
+    if isinstance(ds, IdxDataset):
+        root = workspace / ds.path
+        if not root.is_dir():
+            raise DataError(f"dataset.path {ds.path!r}: no such directory ({root})")
+        return _read_idx(root / ds.images, 2051, 3), _read_idx(root / ds.labels, 2049, 1)
+    if isinstance(ds, NpzDataset):
+        return _load_npz(workspace / ds.path, ds.x_key, ds.y_key)
+    from quantflow.tfenv import tf_modules
+
+    _, keras = tf_modules()
+    (x1, y1), (x2, y2) = getattr(keras.datasets, ds.name).load_data()
+    return np.concatenate([x1, x2]), np.concatenate([y1, y2])
+
+
+def _load_npz(path: Path, x_key: str, y_key: str) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            missing = [k for k in (x_key, y_key) if k not in z.files]
+            if missing:
+                raise DataError(f"{path}: missing keys {missing}; has {z.files}")
+            return z[x_key], z[y_key]
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except DataError:
+        raise
+    except Exception as exc:  # zipfile/pickle/format errors all mean "not a usable npz"
+        raise DataError(f"{path}: not a valid .npz without pickled objects ({exc})") from None
+
+
+def check_arrays(x: np.ndarray, y: np.ndarray, where: str) -> int:
+    """Reject data a model cannot learn from; return the number of classes."""
+    if len(x) == 0:
+        raise DataError(f"{where}: no examples")
+    if len(x) != len(y):
+        raise DataError(f"{where}: {len(x)} inputs but {len(y)} labels")
+    if not np.issubdtype(x.dtype, np.number):
+        raise DataError(f"{where}: inputs must be numeric, got {x.dtype}")
+    bad = ~np.isfinite(x.astype(np.float64, copy=False))
+    if bad.any():
+        first = np.argwhere(bad)[0].tolist()
+        raise DataError(f"{where}: {int(bad.sum())} NaN/Inf input values (first at {first})")
+    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+        raise DataError(f"{where}: labels must be a 1-D integer array, got {y.dtype}{y.shape}")
+    if y.min() < 0:
+        raise DataError(f"{where}: negative label {int(y.min())}; labels must be 0..classes-1")
+    return int(y.max()) + 1
+
+
+def _count(size: int | float, total: int) -> int:
+    return size if isinstance(size, int) else int(round(size * total))
+
+
+def split(ds: DatasetSpec, x: np.ndarray, y: np.ndarray) -> Splits:
+    """Shuffle (optionally), take train from the front and test from the back, normalise."""
+    num_classes = check_arrays(x, y, "dataset")
+    n_train, n_test = _count(ds.train_size, len(x)), _count(ds.test_size, len(x))
+    if n_train < 1 or n_test < 1 or n_train + n_test > len(x):
+        raise DataError(f"dataset has {len(x)} examples; cannot take train_size={n_train} and "
+                        f"test_size={n_test} without overlap")
+    order = np.random.default_rng(ds.seed).permutation(len(x)) if ds.shuffle else np.arange(len(x))
+    tr, te = order[:n_train], order[len(x) - n_test:]
+    x_train, x_test = x[tr].astype(np.float32), x[te].astype(np.float32)
+    if ds.normalize == "max":
+        scale = float(np.abs(x_train).max()) or 1.0
+        x_train, x_test = x_train / scale, x_test / scale
+    elif ds.normalize == "standard":
+        mean, std = float(x_train.mean()), float(x_train.std()) or 1.0
+        x_train, x_test = (x_train - mean) / std, (x_test - mean) / std
+    return Splits(x_train, y[tr].astype(np.int64), x_test, y[te].astype(np.int64), num_classes)
+
+
+def calibration_samples(cal: CalibrationSpec, splits: Splits, workspace: Path) -> np.ndarray:
+    """Representative inputs: drawn from a split, or a user's own file (key `x`)."""
+    if cal.path is not None:
+        with np.load(workspace / cal.path, allow_pickle=False) as z:
+            if "x" not in z.files:
+                raise DataError(f"calibration.path {cal.path!r}: needs key 'x', has {z.files}")
+            x = z["x"].astype(np.float32)
+        if x.shape[1:] != splits.x_train.shape[1:]:
+            raise DataError(f"calibration.path {cal.path!r}: sample shape {x.shape[1:]} does not "
+                            f"match the dataset's {splits.x_train.shape[1:]}")
+        check_arrays(x, np.zeros(len(x), np.int64), f"calibration.path {cal.path!r}")
+        return x
+    pool = splits.x_train if cal.split == "train" else splits.x_test
+    if cal.samples > len(pool):
+        raise DataError(f"calibration.samples={cal.samples} but the {cal.split} split has only "
+                        f"{len(pool)} examples")
+    idx = np.random.default_rng(cal.seed).choice(len(pool), size=cal.samples, replace=False)
+    return pool[np.sort(idx)]
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -1,0 +1,101 @@
+"""What a run must do, and the guard that keeps two runs of one pipeline apart.
+
+``plan_run`` decides which stages are stale; ``finish_run`` records what ran. Staleness is
+DVC's job (see quantflow.dvc): without a dvc.yaml entry for the pipeline every stage runs.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from quantflow.results import VariantMetrics
+from quantflow.specload import load_spec
+from quantflow.steps import STAGES, StepContext
+
+
+class PipelineBusy(RuntimeError):
+    """Another run holds this pipeline's lock."""
+
+
+@dataclass
+class Plan:
+    ctx: StepContext
+    stages: set[str]
+    variants: list[str] = field(default_factory=list)
+
+    def describe(self) -> list[str]:
+        out = []
+        for s in STAGES:
+            if s == "quantize":
+                out += [f"quantize:{v}" for v in self.variants]
+            elif s in self.stages:
+                out.append(s)
+        return out
+
+
+def context(workspace: str | Path, spec_file: str, overrides: list[str], pipeline: str) \
+        -> StepContext:
+    """Load and validate the spec (raises SpecError) and pick one pipeline."""
+    ws = Path(workspace).resolve()
+    loaded = load_spec(ws / spec_file, overrides)
+    if pipeline not in loaded.spec.pipelines:
+        from quantflow.specload import Problem, SpecError
+
+        raise SpecError([Problem(str(ws / spec_file), f"pipelines.{pipeline}",
+                                 f"no such pipeline; have: {', '.join(loaded.spec.pipelines)}")])
+    return StepContext(spec=loaded.spec, name=pipeline, workspace=ws)
+
+
+def plan_run(workspace: str | Path, spec_file: str, overrides: list[str], pipeline: str,
+             force: bool = False) -> Plan:
+    ctx = context(workspace, spec_file, overrides, pipeline)
+    from quantflow import dvc
+
+    stale = None if force else dvc.stale_stages(ctx, spec_file)
+    if stale is None:  # no DVC tracking for this pipeline: run everything
+        return Plan(ctx, set(STAGES), [v.name for v in ctx.pipeline.variants])
+    return Plan(ctx, stale.stages, stale.variants)
+
+
+def finish_run(plan: Plan) -> list[str]:
+    """Record the run in DVC (from this one process) and list the variants that failed."""
+    from quantflow import dvc
+
+    dvc.commit_run(plan)
+    failed = []
+    for v in plan.ctx.pipeline.variants:
+        path = plan.ctx.paths.variant_metrics(v.name)
+        if path.exists() and VariantMetrics.read(path).status == "failed":
+            failed.append(v.name)
+    return failed
+
+
+@contextmanager
+def pipeline_lock(workspace: str | Path, spec_file: str, overrides: list[str], pipeline: str) \
+        -> Iterator[None]:
+    """Refuse a second concurrent run of the same pipeline with a clear message."""
+    lock = context(workspace, spec_file, overrides, pipeline).paths.lock
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "unknown"
+            raise PipelineBusy(f"pipeline {pipeline!r} is already running ({holder}); "
+                               "wait for it to finish") from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()}")
+        f.flush()
+        try:
+            yield
+        finally:
+            f.seek(0)
+            f.truncate()
+            fcntl.flock(f, fcntl.LOCK_UN)

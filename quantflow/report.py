@@ -1,0 +1,157 @@
+"""Gate outputs for people and for DVC: metrics.json, variants.csv and report.md.
+
+metrics.json is a DVC metrics file (flat numbers per model, so `dvc metrics show/diff` reads
+well), variants.csv a DVC plot (one row per model) and report.md the human table with every gate
+reason. All three are written atomically so a killed run never leaves half a file for DVC.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from quantflow.results import GateResult, VariantDecision, VariantMetrics
+
+PLOT_COLUMNS = ["name", "kind", "accuracy", "size_bytes", "latency_p50_ms", "passed"]
+
+
+def write_atomic(path: Path, text: str) -> Path:
+    """Temp file in the same folder + os.replace: readers see the old or the new file, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", newline="") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _numbers(m: VariantMetrics) -> dict[str, Any]:
+    """The measured numbers of one model; unmeasured ones are left out (DVC shows '-')."""
+    values = {
+        "accuracy": m.accuracy,
+        "size_bytes": m.size_bytes,
+        "compression_ratio": m.compression_ratio,
+        "accuracy_drop": m.accuracy_drop,
+        "relative_drop": m.relative_drop,
+        "latency_p50_ms": m.latency.p50_ms if m.latency else None,
+        "latency_p95_ms": m.latency.p95_ms if m.latency else None,
+    }
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def write_metrics(
+    baseline: VariantMetrics, variants: list[VariantMetrics], gate: GateResult, path: Path
+) -> Path:
+    """{"float": {...}, "<variant>": {..., "passed", "selected"}} for `dvc metrics show`."""
+    decisions = {d.name: d for d in gate.decisions}
+    out: dict[str, dict[str, Any]] = {"float": _numbers(baseline)}
+    for m in variants:
+        d = decisions.get(m.name)
+        out[m.name] = {
+            **_numbers(m),
+            "passed": bool(d and d.passed),
+            "selected": m.name in gate.selected,
+        }
+    return write_atomic(path, json.dumps(out, indent=2) + "\n")
+
+
+def write_plot(
+    baseline: VariantMetrics, variants: list[VariantMetrics], gate: GateResult, path: Path
+) -> Path:
+    """One CSV row per model (float first) so `dvc plots` can draw size against accuracy."""
+    passed = {d.name: d.passed for d in gate.decisions}
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(PLOT_COLUMNS)
+    for m in [baseline, *variants]:
+        ok = "" if m is baseline else str(passed.get(m.name, False)).lower()
+        p50 = m.latency.p50_ms if m.latency else None
+        row = [m.name, m.kind, m.accuracy, m.size_bytes, p50, ok]
+        writer.writerow(["" if v is None else v for v in row])
+    return write_atomic(path, buf.getvalue())
+
+
+def _cell(value: Any, fmt: str = "{}") -> str:
+    """Markdown table cell: '-' when unmeasured, pipes escaped, one line."""
+    if value is None:
+        return "-"
+    text = fmt.format(value) if not isinstance(value, str) else value
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _row(m: VariantMetrics, d: VariantDecision | None) -> str:
+    lat, t = m.latency, m.tensors
+    gate = "-" if d is None else ("pass" if d.passed else "FAIL")
+    cells = [
+        m.name,
+        m.kind,
+        _cell(m.size_bytes, "{:,}"),
+        _cell(m.compression_ratio, "{:.2f}x"),
+        _cell(m.accuracy, "{:.4f}"),
+        _cell(m.accuracy_drop, "{:+.4f}"),
+        _cell(lat and lat.p50_ms, "{:.3f}"),
+        _cell(lat and lat.p95_ms, "{:.3f}"),
+        _cell(lat and lat.threads),
+        _cell(t and f"{t.input_dtype}/{t.output_dtype}"),
+        m.status,
+        gate,
+    ]
+    return "| " + " | ".join(cells) + " |"
+
+
+def render_report(
+    pipeline: str,
+    baseline: VariantMetrics,
+    variants: list[VariantMetrics],
+    gate: GateResult,
+    description: str = "",
+) -> str:
+    """The human view: one table of every model, then why each variant passed or failed."""
+    decisions = {d.name: d for d in gate.decisions}
+    lines = [f"# Quantization report: {pipeline}", ""]
+    if description:
+        lines += [description, ""]
+    lines += [
+        "| variant | kind | size (bytes) | ratio | accuracy | drop | p50 ms | p95 ms | threads "
+        "| in/out | status | gate |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|---|",
+        _row(baseline, None),
+        *(_row(m, decisions.get(m.name)) for m in variants),
+        "",
+        f"**Selected for publishing:** {', '.join(gate.selected) or 'none'}",
+        "",
+        "## Gate decisions",
+        "",
+    ]
+    for d in gate.decisions:
+        lines.append(f"- **{d.name}**: {'passed' if d.passed else 'FAILED'} - {_cell(d.reason)}")
+        lines += [f"  - {'ok' if c.passed else 'FAIL'}: {_cell(c.reason)}" for c in d.checks]
+    failed = [m for m in [baseline, *variants] if m.status == "failed"]
+    if failed:
+        lines += ["", "## Failed models", ""]
+        for m in failed:
+            lines += [f"### {m.name} ({m.kind})", "", "```", m.error or "no error recorded", "```"]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(
+    pipeline: str,
+    baseline: VariantMetrics,
+    variants: list[VariantMetrics],
+    gate: GateResult,
+    path: Path,
+    description: str = "",
+) -> Path:
+    """report.md for people reviewing a run (also linked from the publish manifest)."""
+    return write_atomic(path, render_report(pipeline, baseline, variants, gate, description))

@@ -1,0 +1,58 @@
+"""`quantflow run`: plan first (cheap, no TensorFlow, no Prefect), then run the stale pipelines
+as Prefect flow runs against PREFECT_API_URL or one shared ephemeral server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+
+from quantflow.plan import PipelineBusy, plan_run
+
+
+def _exit_code(summary: object) -> int:
+    from quantflow.cli import EXIT_BLOCKED, EXIT_OK, EXIT_VARIANT_FAILED
+
+    if getattr(summary, "status", "") == "blocked":
+        return EXIT_BLOCKED
+    if getattr(summary, "failed_variants", None):
+        return EXIT_VARIANT_FAILED
+    return EXIT_OK
+
+
+def run_pipelines(spec: Path, overrides: list[str], names: list[str], *, force: bool,
+                  console: Console) -> int:
+    """Run each named pipeline; return the worst exit code."""
+    from quantflow.cli import EXIT_BUSY, EXIT_ERROR
+
+    workspace, spec_file = spec.parent.resolve(), spec.name
+    stale = [n for n in names
+             if plan_run(workspace, spec_file, overrides, n, force=force).describe()]
+    for n in sorted(set(names) - set(stale)):
+        console.print(f"[green]{n}: up to date[/green] (inputs unchanged; nothing to do)")
+    if not stale:
+        return 0
+    from flows.quantize import RunParams, quantize_pipeline
+    from quantflow.server import prefect_api
+
+    codes = []
+    with prefect_api() as url:
+        console.print(f"Prefect API: {url}")
+        for name in stale:
+            params = RunParams(pipeline=name, spec_file=spec_file, overrides=overrides,
+                               workspace=str(workspace), force=force)
+            try:
+                summary = quantize_pipeline(params)
+            except PipelineBusy as exc:
+                console.print(f"[red]{exc}[/red]")
+                codes.append(EXIT_BUSY)
+                continue
+            except Exception as exc:  # the flow run failed; Prefect has the traceback
+                console.print(f"[red]{name}: run failed: {type(exc).__name__}: {exc}[/red]")
+                codes.append(EXIT_ERROR)
+                continue
+            from quantflow.summary import print_summary
+
+            print_summary(console, workspace, spec_file, overrides, summary)
+            codes.append(_exit_code(summary))
+    return max(codes, default=0)

@@ -1,0 +1,42 @@
+"""Which Prefect API a run talks to: PREFECT_API_URL when set, else one ephemeral server.
+
+Prefect's own ephemeral mode starts a server per *process*; the spawned task workers would each
+start another. We start one and export its URL so that the workers share it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+def quiet_prefect_env() -> None:
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
+    os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "WARNING")
+
+
+@contextmanager
+def prefect_api() -> Iterator[str]:
+    """Yield the API URL in use, starting (and later stopping) an ephemeral server if needed."""
+    quiet_prefect_env()
+    from prefect.settings import PREFECT_API_URL
+
+    url = os.environ.get("PREFECT_API_URL") or PREFECT_API_URL.value()
+    if url:
+        os.environ["PREFECT_API_URL"] = url
+        yield url
+        return
+    from prefect.server.api.server import SubprocessASGIServer
+    from prefect.settings import temporary_settings
+
+    server = SubprocessASGIServer()
+    server.start()
+    os.environ["PREFECT_API_URL"] = server.api_url
+    try:
+        with temporary_settings({PREFECT_API_URL: server.api_url}):
+            yield server.api_url
+    finally:
+        os.environ.pop("PREFECT_API_URL", None)
+        server.stop()

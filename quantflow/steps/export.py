@@ -1,0 +1,54 @@
+"""export: the float baseline. SavedModel + float .tflite, evaluated as the gate's reference."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+from quantflow.results import VariantMetrics
+from quantflow.spec import EvaluationSpec
+from quantflow.steps import StepContext
+from quantflow.tfenv import tf_modules
+
+
+def export_model(trained: Path, saved_model: Path, float_tflite: Path) -> float:
+    """Write the SavedModel and the float .tflite (both atomically); return seconds taken."""
+    tf, keras = tf_modules()
+    start = time.perf_counter()
+    model = keras.models.load_model(trained, compile=False)
+    tmp_dir = saved_model.with_name(f".{saved_model.name}.{os.getpid()}.tmp")
+    shutil.rmtree(tmp_dir, ignore_errors=True)
+    tf.saved_model.save(model, str(tmp_dir))
+    shutil.rmtree(saved_model, ignore_errors=True)
+    os.replace(tmp_dir, saved_model)
+    blob = tf.lite.TFLiteConverter.from_keras_model(model).convert()
+    tmp = float_tflite.with_name(f".{float_tflite.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(blob)
+    os.replace(tmp, float_tflite)
+    return time.perf_counter() - start
+
+
+def evaluate_baseline(float_tflite: Path, dataset: Path, cfg: EvaluationSpec, out: Path,
+                      latency_lock: Path | None = None) -> VariantMetrics:
+    from quantflow.evaluate import evaluate_tflite
+
+    metrics = evaluate_tflite(float_tflite, dataset, cfg, name="float", kind="float",
+                              latency_lock=latency_lock)
+    metrics.write(out)
+    return metrics
+
+
+def export(ctx: StepContext) -> VariantMetrics:
+    p = ctx.paths
+    p.export_dir.mkdir(parents=True, exist_ok=True)
+    seconds = export_model(p.trained, p.saved_model, p.float_tflite)
+    metrics = evaluate_baseline(p.float_tflite, p.dataset, ctx.pipeline.evaluation,
+                                p.baseline_metrics, latency_lock=p.lock.with_suffix(".latency"))
+    metrics.convert_seconds = round(seconds, 3)
+    metrics.write(p.baseline_metrics)
+    return metrics
+
+
+run = export

@@ -1,0 +1,44 @@
+"""quantize: convert one variant and evaluate it. A failure is recorded, never raised, so one
+broken variant cannot take the others (or the gate) down."""
+
+from __future__ import annotations
+
+import shutil
+import time
+import traceback
+
+from quantflow.results import VariantMetrics
+from quantflow.steps import StepContext
+from quantflow.variants import ConvertInputs, converter
+
+
+def quantize(ctx: StepContext, variant_name: str) -> VariantMetrics:
+    from quantflow.evaluate import evaluate_tflite
+
+    p, spec = ctx.paths, ctx.pipeline
+    variant = spec.variant(variant_name)
+    out, metrics_path = p.variant_tflite(variant_name), p.variant_metrics(variant_name)
+    shutil.rmtree(p.variant_dir(variant_name), ignore_errors=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    inputs = ConvertInputs(trained=p.trained, saved_model=p.saved_model,
+                           calibration=p.calibration, dataset=p.dataset, train=spec.train)
+    baseline = VariantMetrics.read(p.baseline_metrics)
+    start = time.perf_counter()
+    try:
+        converter(variant.kind)(inputs, variant, out)
+        converted = time.perf_counter() - start
+        metrics = evaluate_tflite(out, p.dataset, spec.evaluation, name=variant.name,
+                                  kind=variant.kind, float_size=baseline.size_bytes,
+                                  float_accuracy=baseline.accuracy,
+                                  latency_lock=p.lock.with_suffix(".latency"), variant=variant)
+        metrics.convert_seconds = round(converted, 3)
+    except Exception as exc:  # recorded as a failed variant; the others carry on
+        out.unlink(missing_ok=True)
+        detail = "".join(traceback.format_exception_only(exc)).strip()
+        metrics = VariantMetrics(name=variant.name, kind=variant.kind, status="failed",
+                                 error=detail[-2000:])
+    metrics.write(metrics_path)
+    return metrics
+
+
+run = quantize

@@ -1,0 +1,63 @@
+"""train: fit a built-in architecture, or take a user's model as it is (training skipped)."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from quantflow import models
+from quantflow.results import Result
+from quantflow.spec import MlpModel, PathModel, SeedCnnModel, TrainSpec
+from quantflow.steps import StepContext
+from quantflow.tfenv import tf_modules
+
+
+class TrainInfo(Result):
+    trained: bool
+    epochs: int
+    seconds: float
+    params: int
+    history: dict[str, list[float]]
+
+
+def train_model(dataset: Path, model_spec: SeedCnnModel | MlpModel | PathModel, cfg: TrainSpec,
+                out: Path, workspace: Path) -> TrainInfo:
+    """Fit (or load) the model and save it as a .keras file at ``out``."""
+    tf, keras = tf_modules()
+    with np.load(dataset, allow_pickle=False) as z:
+        x, y, classes = z["x_train"], z["y_train"], int(z["num_classes"])
+    start = time.perf_counter()
+    if isinstance(model_spec, PathModel):
+        model = models.load(model_spec, workspace)
+        models.check_input_shape(model, x.shape[1:])
+        history: dict[str, list[float]] = {}
+    else:
+        keras.utils.set_random_seed(cfg.seed)
+        model = models.build(model_spec, tuple(x.shape[1:]), classes)
+        model.compile(optimizer=models.optimizer(cfg.optimizer, cfg.learning_rate),
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                      metrics=["accuracy"])
+        fit = model.fit(x, y, epochs=cfg.epochs, batch_size=cfg.batch_size,
+                        validation_split=cfg.validation_split, verbose=0, shuffle=True)
+        history = {k: [float(v) for v in vals] for k, vals in fit.history.items()}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp.keras")
+    model.save(tmp)
+    os.replace(tmp, out)
+    return TrainInfo(trained=not isinstance(model_spec, PathModel), epochs=cfg.epochs,
+                     seconds=round(time.perf_counter() - start, 3),
+                     params=int(model.count_params()), history=history)
+
+
+def train(ctx: StepContext) -> TrainInfo:
+    p = ctx.paths
+    info = train_model(p.dataset, ctx.pipeline.model, ctx.pipeline.train, p.trained,
+                       ctx.workspace)
+    info.write(p.train_info)
+    return info
+
+
+run = train

@@ -1,0 +1,32 @@
+"""16-bit activations with 8-bit weights: closer to float accuracy than int8, still integer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from quantflow.spec import Int16x8Variant
+from quantflow.tfenv import tf_modules
+from quantflow.variants import ConvertInputs
+from quantflow.variants._common import (
+    keras_converter,
+    load_model,
+    representative_dataset,
+    set_io_type,
+    write_atomic,
+)
+
+
+def convert(inputs: ConvertInputs, variant: Int16x8Variant, out: Path) -> Path:
+    """The 16x8 ops set is experimental; TFLITE_BUILTINS is added only when the spec allows
+    float fallback, so by default an unsupported op fails the conversion."""
+    tf, _ = tf_modules()
+    ops = tf.lite.OpsSet
+    converter = keras_converter(load_model(inputs))
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative_dataset(inputs.calibration)
+    supported = [ops.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+    if variant.allow_float_fallback:
+        supported.append(ops.TFLITE_BUILTINS)
+    converter.target_spec.supported_ops = supported
+    set_io_type(converter, variant.io_type)
+    return write_atomic(converter.convert(), out)
