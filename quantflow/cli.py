@@ -20,8 +20,8 @@ from quantflow.specload import SpecError, load_spec
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Declarative, versioned TFLite quantization pipelines.")
-err = Console(stderr=True)
-out = Console()
+err = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)
 
 EXIT_OK, EXIT_ERROR, EXIT_SPEC, EXIT_BLOCKED, EXIT_VARIANT_FAILED, EXIT_BUSY = 0, 1, 2, 3, 4, 5
 
@@ -32,7 +32,7 @@ SetOpt = Annotated[list[str] | None, typer.Option(
 
 def _fail_spec(exc: SpecError) -> None:
     for p in exc.problems:
-        err.print(str(p), markup=False, highlight=False)
+        print(p, file=sys.stderr)
     err.print(f"[red]{len(exc.problems)} problem(s); nothing was run or written.[/red]")
     raise typer.Exit(EXIT_SPEC)
 
