@@ -119,5 +119,46 @@ def verify(registry: Annotated[Path, typer.Argument(help="Registry folder.")] = 
     out.print(f"{registry}: every published file matches its manifest")
 
 
+@app.command("dvc")
+def dvc_yaml(spec: SpecOpt = Path("pipelines.yaml"),
+             check: Annotated[bool, typer.Option(help="Exit 1 if dvc.yaml is out of date.")]
+             = False) -> None:
+    """Generate dvc.yaml (one stage per step of each pipeline) from the spec."""
+    from quantflow.dvcgen import write_dvc_yaml
+
+    try:
+        loaded = load_spec(spec)
+    except SpecError as exc:
+        _fail_spec(exc)
+    changed = write_dvc_yaml(loaded.spec, spec, check=check)
+    if check and changed:
+        err.print("dvc.yaml is out of date: run `quantflow dvc` and commit it")
+        raise typer.Exit(EXIT_ERROR)
+    out.print("dvc.yaml " + ("updated" if changed else "up to date"))
+
+
+@app.command()
+def deploy(pipelines: Annotated[list[str] | None, typer.Argument(help="Default: all.")] = None,
+           spec: SpecOpt = Path("pipelines.yaml"),
+           pool: Annotated[str, typer.Option(help="Process work pool.")] = "quantflow") -> None:
+    """Create/update one Prefect deployment per pipeline, with its schedule."""
+    from quantflow.deploy import deploy_pipelines
+
+    try:
+        loaded = load_spec(spec)
+    except SpecError as exc:
+        _fail_spec(exc)
+    raise typer.Exit(deploy_pipelines(loaded.spec, spec, pipelines or [], pool, console=out))
+
+
+@app.command()
+def serve(port: Annotated[int, typer.Option(help="Prefect server port (127.0.0.1).")] = 4200,
+          pool: Annotated[str, typer.Option(help="Process work pool.")] = "quantflow") -> None:
+    """Start a Prefect server on 127.0.0.1 (SQLite) and a process worker; Ctrl-C stops both."""
+    from quantflow.deploy import serve as serve_local
+
+    raise typer.Exit(serve_local(port, pool, console=out))
+
+
 def main() -> None:  # pragma: no cover - console entry point
     sys.exit(app())
