@@ -83,7 +83,7 @@ def sanity_check(m: VariantMetrics, margin: float, fallback_classes: int | None 
 
 
 def baseline_problem(spec: PipelineSpec, baseline: VariantMetrics) -> str | None:
-    """Drops and ratios are relative to the float baseline; if it is broken nothing is trustworthy."""
+    """Drops and ratios are relative to the float baseline: if it is broken, nothing is."""
     if baseline.status == "failed":
         return f"float baseline failed: {baseline.error or 'no error recorded'}"
     check = sanity_check(baseline, spec.gate.min_margin_over_chance)

@@ -39,6 +39,9 @@ class VerifyProblem(Result):
     kind: Literal["tampered", "missing", "extra", "bad_manifest", "broken_alias"]
     detail: str
 
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.path}: {self.detail}"
+
 
 def sha256_file(path: Path) -> str:
     """Streaming sha256, for manifests and for verify (files may be large)."""
@@ -99,26 +102,26 @@ def _build(
     extra: dict[str, Any],
 ) -> list[str]:
     """Fill the temp folder with the selected files and their manifest."""
-    hashes = {
-        f"{name}.tflite": _copy(files[name], tmp / f"{name}.tflite") for name in gate.selected
-    }
+    entries = {}
+    for name in gate.selected:
+        dst = tmp / f"{name}.tflite"
+        digest = _copy(files[name], dst)
+        entries[dst.name] = {"variant": name, "sha256": digest, "size_bytes": dst.stat().st_size}
     manifest = {
         **extra,
         "pipeline": pipeline,
         "version": version,
         "created": datetime.now(UTC).isoformat(),
-        "files": {
-            name: {"sha256": digest, "size_bytes": (tmp / name).stat().st_size}
-            for name, digest in hashes.items()
-        },
+        "files": entries,
         "gate": gate.model_dump(mode="json"),
     }
     with open(tmp / MANIFEST, "x") as f:
         json.dump(manifest, f, indent=2, sort_keys=True)
         f.flush()
         os.fsync(f.fileno())
+    os.chmod(tmp, 0o755)  # mkdtemp makes 0700; published versions are for every reader
     _fsync_dir(tmp)
-    return sorted(hashes)
+    return sorted(entries)
 
 
 def _point_alias(folder: Path, alias: str, version: str) -> None:
@@ -198,15 +201,16 @@ def publish(
     )
 
 
+def _entries(folder: Path) -> list[Path]:
+    """Everything a reader should see: dot-prefixed temp folders and the lock are invisible."""
+    return sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+
+
 def list_versions(registry_pipeline_dir: Path) -> list[str]:
-    """Published versions, oldest first; temp folders, the lock and aliases are not versions."""
+    """Published versions, oldest first (ids sort by time); aliases are not versions."""
     if not registry_pipeline_dir.is_dir():
         return []
-    return sorted(
-        p.name
-        for p in registry_pipeline_dir.iterdir()
-        if not p.name.startswith(".") and p.is_dir() and not p.is_symlink()
-    )
+    return [p.name for p in _entries(registry_pipeline_dir) if p.is_dir() and not p.is_symlink()]
 
 
 def resolve_alias(registry_pipeline_dir: Path, alias: str) -> str | None:
@@ -220,6 +224,17 @@ def resolve_alias(registry_pipeline_dir: Path, alias: str) -> str | None:
     return target
 
 
+def _read_listing(vdir: Path) -> dict[str, Any]:
+    """The manifest's file table; raises ValueError unless every entry is a plain file name."""
+    manifest = json.loads((vdir / MANIFEST).read_text())
+    listed = manifest["files"]
+    if manifest.get("version") != vdir.name:
+        raise ValueError(f"manifest is for version {manifest.get('version')!r}")
+    if not all(isinstance(e, dict) and Path(n).name == n != MANIFEST for n, e in listed.items()):
+        raise ValueError("file entries must be plain file names with a sha256")
+    return listed
+
+
 def _verify_version(pipeline: str, vdir: Path) -> list[VerifyProblem]:
     """Re-hash every listed file and flag files the manifest does not know."""
 
@@ -229,59 +244,48 @@ def _verify_version(pipeline: str, vdir: Path) -> list[VerifyProblem]:
         )
 
     try:
-        listed = json.loads((vdir / MANIFEST).read_text())["files"]
-        if not all(
-            isinstance(e, dict) and Path(n).name == n != MANIFEST for n, e in listed.items()
-        ):
-            raise ValueError("file entries must be plain file names with a sha256")
+        listed = _read_listing(vdir)
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
-        return [problem("bad_manifest", vdir / MANIFEST, f"unreadable manifest: {e!r}")]
+        return [problem("bad_manifest", vdir / MANIFEST, f"unusable manifest: {e}")]
     out = []
     for name, entry in sorted(listed.items()):
         path = vdir / name
         if not path.is_file():
             out.append(problem("missing", path, "listed in the manifest but not on disk"))
         elif (digest := sha256_file(path)) != entry.get("sha256"):
-            out.append(
-                problem("tampered", path, f"sha256 {digest} != manifest {entry.get('sha256')}")
-            )
-    extra = sorted(p.name for p in vdir.iterdir()) if vdir.is_dir() else []
-    out += [
-        problem("extra", vdir / n, "not listed in the manifest")
-        for n in extra
-        if n != MANIFEST and n not in listed
-    ]
+            detail = f"sha256 {digest} != manifest {entry.get('sha256')}"
+            out.append(problem("tampered", path, detail))
+    unknown = [p for p in vdir.iterdir() if p.name != MANIFEST and p.name not in listed]
+    return out + [problem("extra", p, "not listed in the manifest") for p in sorted(unknown)]
+
+
+def _verify_aliases(pdir: Path, versions: list[str]) -> list[VerifyProblem]:
+    """Besides versions, a pipeline folder may only hold aliases that name one of them."""
+    out = []
+    for entry in _entries(pdir):
+        if entry.name in versions or (entry.is_symlink() and os.readlink(entry) in versions):
+            continue
+        if entry.is_symlink():
+            kind, detail = "broken_alias", f"points at {os.readlink(entry)!r}, not a version"
+        else:
+            kind, detail = "extra", "neither a version nor an alias"
+        out.append(VerifyProblem(pipeline=pdir.name, path=str(entry), kind=kind, detail=detail))
     return out
 
 
 def verify(registry_root: Path) -> list[VerifyProblem]:
-    """Check every version of every pipeline against its manifest, and every alias target."""
+    """Re-hash every version of every pipeline against its manifest and check every alias.
+
+    A missing registry is an error rather than "no problems", so a mistyped path cannot pass.
+    """
+    if not registry_root.is_dir():
+        raise FileNotFoundError(f"no registry folder at {registry_root}")
     problems: list[VerifyProblem] = []
-    pipelines = (
-        [
-            p
-            for p in sorted(registry_root.iterdir())
-            if not p.name.startswith(".") and p.is_dir() and not p.is_symlink()
-        ]
-        if registry_root.is_dir()
-        else []
-    )
-    for pdir in pipelines:
+    for pdir in _entries(registry_root):
+        if not pdir.is_dir() or pdir.is_symlink():
+            continue
         versions = list_versions(pdir)
         for version in versions:
             problems += _verify_version(pdir.name, pdir / version)
-        for entry in sorted(pdir.iterdir()):
-            if entry.name.startswith(".") or entry.name in versions:
-                continue
-            if entry.is_symlink() and os.readlink(entry) in versions:
-                continue
-            kind = "broken_alias" if entry.is_symlink() else "extra"
-            detail = (
-                f"points at {os.readlink(entry)!r}, not a published version"
-                if entry.is_symlink()
-                else "neither a version nor an alias"
-            )
-            problems.append(
-                VerifyProblem(pipeline=pdir.name, path=str(entry), kind=kind, detail=detail)
-            )
+        problems += _verify_aliases(pdir, versions)
     return problems

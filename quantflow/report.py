@@ -21,10 +21,11 @@ PLOT_COLUMNS = ["name", "kind", "accuracy", "size_bytes", "latency_p50_ms", "pas
 
 
 def write_atomic(path: Path, text: str) -> Path:
-    """Temp file in the same folder + os.replace: readers see the old or the new file, never half."""
+    """Temp file in the same folder + os.replace: readers see the old file or the new one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o644)  # mkstemp makes 0600; a report is for everyone to read
         with os.fdopen(fd, "w", newline="") as f:
             f.write(text)
             f.flush()
