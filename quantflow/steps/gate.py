@@ -1,0 +1,58 @@
+"""gate: decide every variant against its thresholds; write metrics, plot data and report."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from quantflow import report
+from quantflow.gate import decide
+from quantflow.results import GateResult, VariantMetrics
+from quantflow.steps import StepContext
+
+
+def load_metrics(ctx: StepContext) -> tuple[VariantMetrics, list[VariantMetrics]]:
+    """Baseline metrics and every variant's recorded metrics (missing ones are skipped)."""
+    p = ctx.paths
+    baseline = VariantMetrics.read(p.baseline_metrics)
+    found = [VariantMetrics.read(p.variant_metrics(v.name)) for v in ctx.pipeline.variants
+             if p.variant_metrics(v.name).exists()]
+    return baseline, found
+
+
+def gate(ctx: StepContext) -> GateResult:
+    p = ctx.paths
+    baseline, variants = load_metrics(ctx)
+    result = decide(ctx.name, ctx.pipeline, baseline, variants)
+    result.write(p.gate)
+    report.write_metrics(baseline, variants, result, p.metrics)
+    report.write_plot(baseline, variants, result, p.plot)
+    report.write_report(ctx.name, baseline, variants, result, p.report,
+                        description=ctx.pipeline.description)
+    return result
+
+
+def table_rows(ctx: StepContext) -> list[dict[str, Any]]:
+    """One row per model for the Prefect table artifact and the CLI summary."""
+    baseline, variants = load_metrics(ctx)
+    result = GateResult.read(ctx.paths.gate)
+    decisions = {d.name: d for d in result.decisions}
+    rows = []
+    for m in [baseline, *variants]:
+        d = decisions.get(m.name)
+        rows.append({
+            "variant": m.name, "kind": m.kind, "status": m.status,
+            "accuracy": None if m.accuracy is None else round(m.accuracy, 4),
+            "drop_pp": None if m.accuracy_drop is None else round(100 * m.accuracy_drop, 2),
+            "size_bytes": m.size_bytes,
+            "ratio": None if m.compression_ratio is None else round(m.compression_ratio, 2),
+            "p50_ms": None if m.latency is None else round(m.latency.p50_ms, 4),
+            "p95_ms": None if m.latency is None else round(m.latency.p95_ms, 4),
+            "io": None if m.tensors is None else
+            f"{m.tensors.input_dtype}/{m.tensors.output_dtype}",
+            "gate": "reference" if d is None else ("PASS" if d.passed else "FAIL"),
+            "reason": "" if d is None else d.reason,
+        })
+    return rows
+
+
+run = gate

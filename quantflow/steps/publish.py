@@ -1,0 +1,57 @@
+"""publish: copy the gate's selection into the registry as a new immutable version.
+
+Obeys the gate: with nothing selected it publishes nothing and leaves the alias alone.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from typing import Any
+
+from quantflow import registry
+from quantflow.results import GateResult, PublishRecord
+from quantflow.steps import StepContext
+from quantflow.steps.gate import load_metrics
+from quantflow.steps.prepare import PrepareInfo
+from quantflow.tfenv import versions
+
+
+def _git_commit(ctx: StepContext) -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ctx.workspace, text=True,
+                             capture_output=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def manifest_extra(ctx: StepContext, gate: GateResult) -> dict[str, Any]:
+    p = ctx.paths
+    info = PrepareInfo.read(p.prepare_info)
+    baseline, variants = load_metrics(ctx)
+    return {
+        "spec_sha256": ctx.pipeline.fingerprint(),
+        "dataset_sha256": info.dataset_sha256,
+        "calibration_sha256": info.calibration_sha256,
+        "metrics": {m.name: m.model_dump(mode="json") for m in [baseline, *variants]},
+        "versions": versions(),
+        "git_commit": _git_commit(ctx),
+    }
+
+
+def publish(ctx: StepContext) -> PublishRecord:
+    p = ctx.paths
+    gate = GateResult.read(p.gate)
+    files = {name: p.variant_tflite(name) for name in gate.selected}
+    record = registry.publish(ctx.name, gate, files, p.registry, ctx.pipeline.publish.alias,
+                              manifest_extra(ctx, gate))
+    record.write(p.publish_record)
+    return record
+
+
+def exit_code(record: PublishRecord) -> int:
+    """`quantflow step publish` exits 3 when the gate blocked everything (see cli.py)."""
+    return 0 if record.status == "published" else 3
+
+
+run = publish

@@ -1,0 +1,36 @@
+"""The table `quantflow run` prints at the end of a pipeline run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from quantflow.plan import context
+
+
+def print_summary(console: Console, workspace: Path, spec_file: str, overrides: list[str],
+                  summary: object) -> None:
+    from quantflow.steps.gate import table_rows
+
+    ctx = context(workspace, spec_file, overrides, summary.pipeline)  # type: ignore[attr-defined]
+    if ctx.paths.gate.exists():
+        rows = table_rows(ctx)
+        table = Table(title=f"{ctx.name}: variants and gate")
+        columns = ["variant", "kind", "accuracy", "drop_pp", "size_bytes", "ratio", "p50_ms",
+                   "p95_ms", "io", "gate", "reason"]
+        for c in columns:
+            table.add_column(c, overflow="fold")
+        for r in rows:
+            style = {"PASS": "green", "FAIL": "red"}.get(r["gate"], "")
+            table.add_row(*["" if r[c] is None else str(r[c]) for c in columns], style=style)
+        console.print(table)
+        console.print(f"report: {ctx.paths.report.relative_to(ctx.workspace)}")
+    status = summary.status  # type: ignore[attr-defined]
+    colour = {"published": "green", "blocked": "red"}.get(status, "yellow")
+    console.print(f"[{colour}]{ctx.name}: {status}[/{colour}]"
+                  f"{' version ' + summary.version if summary.version else ''}"  # type: ignore
+                  f"{' - ' + summary.message if summary.message else ''}")  # type: ignore
+    if summary.failed_variants:  # type: ignore[attr-defined]
+        console.print(f"[red]failed variants: {', '.join(summary.failed_variants)}[/red]")
