@@ -88,4 +88,3 @@ def write_atomic(data: bytes, out: Path) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return out
-

@@ -1,0 +1,246 @@
+"""Measure one .tflite model: accuracy, size, latency, and whether its tensor types keep the
+promise of its kind.
+
+Inference runs on ``ai_edge_litert`` (the runtime devices ship), never ``tf.lite``, so what is
+measured here is what gets deployed. Integer I/O is quantized and dequantized with the tensors'
+own scale and zero point, so an int8 model is scored on the same inputs as the float one.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from quantflow.results import Latency, TensorTypes, VariantMetrics
+from quantflow.spec import EvaluationSpec
+
+INTEGER_IO = ("int8", "uint8", "int16")
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What a kind promises: I/O dtype (None: not checked), a weight dtype it must store,
+    and weight dtypes it must not store."""
+
+    io: str | None
+    weights: str | None
+    forbidden: tuple[str, ...] = ()
+
+
+def expected_types(kind: str, variant: Any = None) -> Expected:
+    """The promise of ``kind``; without ``variant`` a configurable io_type is not checked."""
+    io = getattr(variant, "io_type", None)
+    table = {
+        "float": Expected("float32", None, ("int8", "float16")),
+        "dynamic_range": Expected("float32", "int8", ("float16",)),
+        "float16": Expected("float32", "float16", ("int8",)),
+        "int8_float_fallback": Expected("float32", "int8"),
+        "int8": Expected(io, "int8", ("float32", "float16")),
+        "int16x8": Expected(io, "int8"),
+        "qat": Expected(io, "int8"),
+    }
+    if kind not in table:
+        raise KeyError(f"no type expectations for kind {kind!r}; known: {', '.join(table)}")
+    return table[kind]
+
+
+def check_types(tensors: TensorTypes, kind: str, variant: Any = None) -> list[str]:
+    """Mismatches between the measured tensor types and the kind's promise (empty: all kept)."""
+    want, problems = expected_types(kind, variant), []
+    for side, got in (("input", tensors.input_dtype), ("output", tensors.output_dtype)):
+        if want.io is not None and got != want.io:
+            problems.append(f"{side} dtype is {got}, expected {want.io}")
+    if want.weights is not None and want.weights not in tensors.weight_dtypes:
+        problems.append(f"no {want.weights} weights (have {sorted(tensors.weight_dtypes)})")
+    for dtype in want.forbidden:
+        if tensors.weight_dtypes.get(dtype):
+            problems.append(f"{tensors.weight_dtypes[dtype]} {dtype} weights, expected none")
+    return problems
+
+
+def evaluate_tflite(
+    tflite: Path,
+    dataset: Path,
+    cfg: EvaluationSpec,
+    *,
+    name: str,
+    kind: str,
+    float_size: int | None = None,
+    float_accuracy: float | None = None,
+    variant: Any = None,
+    latency_lock: Path | None = None,
+) -> VariantMetrics:
+    """Every metric the gate needs, measured on the test split of ``dataset``.
+
+    A model whose tensor types break its kind's promise (see :func:`check_types`) is returned
+    with ``status="failed"`` and the mismatches in ``error``, but with all metrics still filled
+    in: the report can then show what the converter really produced. Errors that prevent
+    measuring at all (unreadable model, bad dataset) propagate as exceptions for the caller.
+    """
+    start = time.perf_counter()
+    x, y, num_classes = load_test_split(dataset)
+    size = Path(tflite).stat().st_size
+    accuracy = measure_accuracy(tflite, x, y, cfg)
+    tensors = tensor_types(tflite)
+    problems = check_types(tensors, kind, variant)
+    drop = None if float_accuracy is None else float_accuracy - accuracy
+    error = f"tensor types break the {kind} promise: {'; '.join(problems)}" if problems else None
+    return VariantMetrics(
+        name=name,
+        kind=kind,
+        status="failed" if problems else "ok",
+        error=error,
+        accuracy=accuracy,
+        num_classes=num_classes,
+        test_examples=len(y),
+        size_bytes=size,
+        compression_ratio=float_size / size if float_size else None,
+        accuracy_drop=drop,
+        relative_drop=drop / float_accuracy if drop is not None and float_accuracy else None,
+        latency=measure_latency(tflite, x[:1], cfg, latency_lock),
+        tensors=tensors,
+        evaluate_seconds=time.perf_counter() - start,
+    )
+
+
+def load_test_split(dataset: Path) -> tuple[np.ndarray, np.ndarray, int]:
+    """(x_test, y_test, num_classes); num_classes is stored by the data step or inferred."""
+    with np.load(dataset, allow_pickle=False) as npz:
+        x, y = np.asarray(npz["x_test"], np.float32), np.asarray(npz["y_test"], np.int64)
+        if len(y) == 0 or len(x) != len(y):
+            raise ValueError(f"{dataset}: need matching, non-empty x_test and y_test")
+        if "num_classes" in npz:
+            return x, y, int(npz["num_classes"])
+        labels = [y] + ([np.asarray(npz["y_train"])] if "y_train" in npz else [])
+    return x, y, int(max(int(a.max()) for a in labels if a.size) + 1)
+
+
+def measure_accuracy(tflite: Path, x: np.ndarray, y: np.ndarray, cfg: EvaluationSpec) -> float:
+    """Top-1 accuracy, invoking on whole batches (resized per batch) for speed."""
+    interpreter = _interpreter(tflite, cfg.threads)
+    correct = 0
+    for i in range(0, len(x), cfg.batch_size):
+        logits = predict(interpreter, x[i : i + cfg.batch_size])
+        correct += int(np.sum(np.argmax(logits, axis=-1) == y[i : i + cfg.batch_size]))
+    return correct / len(y)
+
+
+def predict(interpreter: Any, batch: np.ndarray) -> np.ndarray:
+    """Float outputs for a float batch, resizing the input only when the batch size changes."""
+    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    if tuple(inp["shape"]) != batch.shape:
+        interpreter.resize_tensor_input(inp["index"], list(batch.shape))
+        interpreter.allocate_tensors()
+        inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    interpreter.set_tensor(inp["index"], quantize(batch, inp))
+    interpreter.invoke()
+    return dequantize(interpreter.get_tensor(out["index"]), out)
+
+
+def quantize(x: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
+    """Float inputs to the tensor's dtype: x / scale + zero_point, rounded and clipped."""
+    dtype = np.dtype(detail["dtype"])
+    if dtype.name not in INTEGER_IO:
+        return x.astype(dtype)
+    scale, zero = detail["quantization"]
+    info = np.iinfo(dtype)
+    return np.clip(np.round(x / scale + zero), info.min, info.max).astype(dtype)
+
+
+def dequantize(y: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
+    """Integer outputs back to float with the output's scale and zero point."""
+    if np.dtype(detail["dtype"]).name not in INTEGER_IO:
+        return y.astype(np.float32)
+    scale, zero = detail["quantization"]
+    return (y.astype(np.float32) - zero) * scale
+
+
+def measure_latency(
+    tflite: Path, sample: np.ndarray, cfg: EvaluationSpec, lock: Path | None = None
+) -> Latency:
+    """Single-sample latency on a fresh interpreter, timing invoke() alone.
+
+    Holds an exclusive lock on ``lock`` while timing so variants evaluated in parallel
+    processes do not compete for the CPU and distort each other's numbers.
+    """
+    interpreter = _interpreter(tflite, cfg.threads)
+    predict(interpreter, sample)  # sizes the input to batch 1 and sets it
+    times = []
+    with _exclusive(lock):
+        for _ in range(cfg.warmup_runs):
+            interpreter.invoke()
+        for _ in range(cfg.timed_runs):
+            t0 = time.perf_counter_ns()
+            interpreter.invoke()
+            times.append((time.perf_counter_ns() - t0) / 1e6)
+    p50, p95 = np.percentile(times, [50, 95])
+    return Latency(
+        p50_ms=float(p50),
+        p95_ms=float(p95),
+        mean_ms=float(np.mean(times)),
+        threads=cfg.threads,
+        warmup_runs=cfg.warmup_runs,
+        timed_runs=cfg.timed_runs,
+    )
+
+
+def tensor_types(tflite: Path) -> TensorTypes:
+    """I/O dtypes from the interpreter; weight dtypes from the flatbuffer, the only place that
+    says which tensors are constants."""
+    interpreter = _interpreter(tflite, 1)
+    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    scale, zero = inp["quantization"]
+    return TensorTypes(
+        input_dtype=np.dtype(inp["dtype"]).name,
+        output_dtype=np.dtype(out["dtype"]).name,
+        input_quantization=(float(scale), int(zero)) if scale else None,
+        weight_dtypes=weight_dtypes(Path(tflite).read_bytes()),
+    )
+
+
+def weight_dtypes(model: bytes) -> dict[str, int]:
+    """Count constant tensors (those backed by a non-empty buffer) per dtype name."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    names = {v: k.lower() for k, v in vars(schema.TensorType).items() if k.isupper()}
+    root = schema.Model.GetRootAs(model, 0)
+    counts: dict[str, int] = {}
+    for g in range(root.SubgraphsLength()):
+        graph = root.Subgraphs(g)
+        for t in range(graph.TensorsLength()):
+            tensor = graph.Tensors(t)
+            buffer = root.Buffers(tensor.Buffer()) if tensor.Buffer() else None
+            if buffer is not None and (buffer.DataLength() or buffer.Size()):
+                name = names.get(tensor.Type(), str(tensor.Type()))
+                counts[name] = counts.get(name, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def _interpreter(tflite: Path, threads: int) -> Any:
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(tflite), num_threads=threads)
+    interpreter.allocate_tensors()
+    return interpreter
+
+
+@contextmanager
+def _exclusive(lock: Path | None) -> Iterator[None]:
+    """An fcntl lock across processes; no lock file means no serialisation."""
+    if lock is None:
+        yield
+        return
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)

@@ -1,0 +1,79 @@
+"""Each kind, converted for real, yields a model whose tensors have the types the kind promises."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from quantflow.evaluate import check_types, tensor_types, weight_dtypes
+from quantflow.spec import (
+    DynamicRangeVariant,
+    Float16Variant,
+    Int8FloatFallbackVariant,
+    Int8Variant,
+    Int16x8Variant,
+    QatVariant,
+)
+from quantflow.variants import ConvertInputs, converter
+
+pytestmark = pytest.mark.slow
+
+# variant, expected input/output dtype, a weight dtype the model must store
+CASES = [
+    (DynamicRangeVariant(name="dr", kind="dynamic_range"), "float32", "int8"),
+    (Float16Variant(name="f16", kind="float16"), "float32", "float16"),
+    (Int8FloatFallbackVariant(name="fb", kind="int8_float_fallback"), "float32", "int8"),
+    (Int8Variant(name="i8", kind="int8", io_type="int8"), "int8", "int8"),
+    (Int8Variant(name="u8", kind="int8", io_type="uint8"), "uint8", "int8"),
+    (Int8Variant(name="i8f", kind="int8", io_type="float32"), "float32", "int8"),
+    (Int16x8Variant(name="a16", kind="int16x8"), "float32", "int8"),
+    (Int16x8Variant(name="a16i", kind="int16x8", io_type="int16"), "int16", "int8"),
+    (Int16x8Variant(name="a16fb", kind="int16x8", allow_float_fallback=True), "float32", "int8"),
+    (QatVariant(name="qat", kind="qat"), "float32", "int8"),
+    (QatVariant(name="qati8", kind="qat", io_type="int8"), "int8", "int8"),
+]
+
+
+def io_dtypes(tflite: Path) -> tuple[str, str]:
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(tflite))
+    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    return np.dtype(inp["dtype"]).name, np.dtype(out["dtype"]).name
+
+
+@pytest.mark.parametrize(("variant", "io", "weights"), CASES, ids=[c[0].name for c in CASES])
+def test_kind_produces_promised_tensor_types(
+    tiny_inputs: ConvertInputs, tmp_path: Path, variant: Any, io: str, weights: str
+) -> None:
+    out = converter(variant.kind)(tiny_inputs, variant, tmp_path / "model.tflite")
+    assert out == tmp_path / "model.tflite" and out.stat().st_size > 0
+    assert io_dtypes(out) == (io, io)
+    assert weights in weight_dtypes(out.read_bytes())
+    assert check_types(tensor_types(out), variant.kind, variant) == []
+    assert [p.name for p in tmp_path.iterdir()] == ["model.tflite"]  # no temp file left
+
+
+def test_sizes_shrink_as_promised(tiny_inputs: ConvertInputs, tmp_path: Path) -> None:
+    from quantflow.variants._common import keras_converter, load_model
+
+    float_size = len(keras_converter(load_model(tiny_inputs)).convert())
+    f16 = converter("float16")(tiny_inputs, CASES[1][0], tmp_path / "f16.tflite")
+    dr = converter("dynamic_range")(tiny_inputs, CASES[0][0], tmp_path / "dr.tflite")
+    assert dr.stat().st_size < f16.stat().st_size < float_size
+    assert weight_dtypes(f16.read_bytes()).get("int8") is None
+
+
+def test_converter_error_propagates_and_leaves_no_file(
+    tiny_inputs: ConvertInputs, tmp_path: Path
+) -> None:
+    bad = tmp_path / "calibration.npz"
+    np.savez(bad, x=np.zeros((4, 5, 5), np.float32))  # wrong input shape for the model
+    inputs = ConvertInputs(**{**tiny_inputs.__dict__, "calibration": bad})
+    out = tmp_path / "model.tflite"
+    with pytest.raises(Exception, match=r"(?i)shape|dimension"):
+        converter("int8")(inputs, Int8Variant(name="i8", kind="int8"), out)
+    assert not out.exists()
