@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-from prefect import allow_failure, flow, get_run_logger
+from prefect import flow, get_run_logger
 from prefect.task_runners import ProcessPoolTaskRunner
 from pydantic import BaseModel, Field
 
@@ -54,12 +54,13 @@ def _wire(plan: Plan) -> PublishRecord | None:
         if stage in run:
             prev = [task.submit(ctx, wait_for=prev)]
     variants = [tasks.quantize.submit(ctx, v, wait_for=prev) for v in plan.variants]
-    prev = [allow_failure(f) for f in variants] or prev
-    gate = tasks.gate.submit(ctx, wait_for=prev) if "gate" in run else None
-    publish = tasks.publish.submit(ctx, wait_for=[gate] if gate else prev) \
-        if "publish" in run else None
-    for f in variants:
-        f.wait()
+    for f in prev + variants:
+        f.wait()  # a failed variant is recorded on disk; the gate fails it, the rest go on
+    if prev and prev[0].state.is_failed():
+        prev[0].result()  # an upstream step failed: raise its error, the run is Failed
+    gate = tasks.gate.submit(ctx) if "gate" in run else None
+    publish = tasks.publish.submit(ctx, wait_for=[gate]) if gate and "publish" in run else (
+        tasks.publish.submit(ctx) if "publish" in run else None)
     return publish.result() if publish else None
 
 

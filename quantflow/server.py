@@ -38,5 +38,17 @@ def prefect_api() -> Iterator[str]:
         with temporary_settings({PREFECT_API_URL: server.api_url}):
             yield server.api_url
     finally:
+        _flush_api_logs()
         os.environ.pop("PREFECT_API_URL", None)
         server.stop()
+
+
+def _flush_api_logs() -> None:
+    """Ship buffered run logs before the server goes, and stop shipping after it."""
+    from prefect.logging.handlers import APILogHandler
+
+    try:
+        APILogHandler.flush()
+    except Exception:  # noqa: BLE001 - best effort; the run itself is finished
+        pass
+    os.environ["PREFECT_LOGGING_TO_API_ENABLED"] = "false"

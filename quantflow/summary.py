@@ -18,14 +18,17 @@ def print_summary(console: Console, workspace: Path, spec_file: str, overrides: 
     if ctx.paths.gate.exists():
         rows = table_rows(ctx)
         table = Table(title=f"{ctx.name}: variants and gate")
-        columns = ["variant", "kind", "accuracy", "drop_pp", "size_bytes", "ratio", "p50_ms",
-                   "p95_ms", "io", "gate", "reason"]
+        columns = ["variant", "accuracy", "drop_pp", "size_bytes", "ratio", "p50_ms", "io",
+                   "gate"]
         for c in columns:
-            table.add_column(c, overflow="fold")
+            table.add_column(c, no_wrap=True)
         for r in rows:
             style = {"PASS": "green", "FAIL": "red"}.get(r["gate"], "")
             table.add_row(*["" if r[c] is None else str(r[c]) for c in columns], style=style)
         console.print(table)
+        for r in rows:
+            if r["gate"] == "FAIL":
+                console.print(f"  [red]{r['variant']}[/red]: {r['reason']}")
         console.print(f"report: {ctx.paths.report.relative_to(ctx.workspace)}")
     status = summary.status  # type: ignore[attr-defined]
     colour = {"published": "green", "blocked": "red"}.get(status, "yellow")
