@@ -1,0 +1,52 @@
+"""`quantflow run` end to end on a tiny pipeline: real Prefect (session harness), real TF
+training and conversion, real LiteRT evaluation, real registry."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from quantflow.cli import EXIT_BLOCKED, EXIT_SPEC, app
+from quantflow.registry import list_versions, resolve_alias, verify
+from tests.tiny import tiny_spec, write_workspace
+
+pytestmark = pytest.mark.integration
+
+
+def quantflow(*args: str):
+    result = CliRunner().invoke(app, list(args), catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+def test_run_publishes_then_failed_gate_keeps_alias(prefect_harness, tmp_path):
+    spec = write_workspace(tmp_path / "ws", tiny_spec())
+    code, out = quantflow("run", "--spec", str(spec), "--force")
+    assert code == 0, out
+    reg = tmp_path / "ws" / "registry" / "tiny"
+    [version] = list_versions(reg)
+    assert resolve_alias(reg, "latest") == version
+    manifest = json.loads((reg / version / "manifest.json").read_text())
+    assert {f["variant"] for f in manifest["files"].values()} == {"dr", "i8"}
+    assert manifest["metrics"]["i8"]["tensors"]["input_dtype"] == "int8"
+    assert len(manifest["spec_sha256"]) == 64 and manifest["dataset_sha256"]
+    assert verify(tmp_path / "ws" / "registry") == []
+    report = (tmp_path / "ws" / "artifacts" / "tiny" / "report.md").read_text()
+    assert "| i8 | int8 |" in report and "passed" in report
+
+    # An impossible threshold: nothing passes, nothing is published, the alias stays.
+    code, out = quantflow("run", "--spec", str(spec), "--force",
+                          "--set", "pipelines.tiny.gate.min_accuracy=1.0")
+    assert code == EXIT_BLOCKED, out
+    assert list_versions(reg) == [version]
+    assert resolve_alias(reg, "latest") == version
+    assert "blocked" in out
+
+
+def test_bad_override_exits_2_and_writes_nothing(tmp_path):
+    spec = write_workspace(tmp_path / "ws", tiny_spec())
+    code, out = quantflow("run", "--spec", str(spec), "--set", "pipelines.tiny.train.epochs=-1")
+    assert code == EXIT_SPEC
+    assert "pipelines.tiny.train.epochs" in out
+    assert sorted(p.name for p in (tmp_path / "ws").iterdir()) == ["pipelines.yaml"]
