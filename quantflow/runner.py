@@ -55,4 +55,14 @@ def run_pipelines(spec: Path, overrides: list[str], names: list[str], *, force: 
 
             print_summary(console, workspace, spec_file, overrides, summary)
             codes.append(_exit_code(summary))
-    return max(codes, default=0)
+    return _worst(codes)
+
+
+def _worst(codes: list[int]) -> int:
+    """An error outranks a refusal, which outranks a blocked gate, then a failed variant."""
+    from quantflow.cli import EXIT_BLOCKED, EXIT_BUSY, EXIT_ERROR, EXIT_VARIANT_FAILED
+
+    for code in (EXIT_ERROR, EXIT_BUSY, EXIT_BLOCKED, EXIT_VARIANT_FAILED):
+        if code in codes:
+            return code
+    return 0
