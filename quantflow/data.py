@@ -45,7 +45,8 @@ def _read_idx(path: Path, magic: int, dims: int) -> np.ndarray:
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
-        raise DataError(f"{path}: not a readable gzip file ({exc}); truncated or corrupt?") from None
+        raise DataError(f"{path}: not a readable gzip file ({exc}); truncated or corrupt?") \
+            from None
     header = 4 + 4 * dims
     if len(raw) < header or struct.unpack(">I", raw[:4])[0] != magic:
         raise DataError(f"{path}: bad IDX header (expected magic {magic})")

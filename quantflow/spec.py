@@ -313,7 +313,8 @@ class PipelineSpec(Strict):
     @model_validator(mode="after")
     def _calibration_fits(self) -> PipelineSpec:
         size = getattr(self.dataset, f"{self.calibration.split}_size")
-        if self.calibration.path is None and isinstance(size, int) and self.calibration.samples > size:
+        cal = self.calibration
+        if cal.path is None and isinstance(size, int) and cal.samples > size:
             raise ValueError(
                 f"calibration.samples ({self.calibration.samples}) is larger than the "
                 f"{self.calibration.split} split ({size}); use at most {size}"
