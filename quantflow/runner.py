@@ -26,14 +26,21 @@ def run_pipelines(spec: Path, overrides: list[str], names: list[str], *, force: 
     from quantflow.cli import EXIT_BUSY, EXIT_ERROR
 
     workspace, spec_file = spec.parent.resolve(), spec.name
-    stale = [n for n in names
-             if plan_run(workspace, spec_file, overrides, n, force=force).describe()]
+    plans = {n: plan_run(workspace, spec_file, overrides, n, force=force) for n in names}
+    stale = [n for n in names if plans[n].describe()]
     for n in sorted(set(names) - set(stale)):
         console.print(f"[green]{n}: up to date[/green] (inputs unchanged; nothing to do)")
     if not stale:
         return 0
+    from prefect.task_runners import ProcessPoolTaskRunner
+
+    import tasks
     from flows.quantize import RunParams, quantize_pipeline
     from quantflow.server import prefect_api
+
+    workers = plans[stale[0]].ctx.spec.execution.max_workers
+    flow = quantize_pipeline.with_options(task_runner=ProcessPoolTaskRunner(
+        max_workers=workers, initializer=tasks.warm_worker))
 
     codes = []
     with prefect_api() as url:
@@ -42,7 +49,7 @@ def run_pipelines(spec: Path, overrides: list[str], names: list[str], *, force: 
             params = RunParams(pipeline=name, spec_file=spec_file, overrides=overrides,
                                workspace=str(workspace), force=force)
             try:
-                summary = quantize_pipeline(params)
+                summary = flow(params)
             except PipelineBusy as exc:
                 console.print(f"[red]{exc}[/red]")
                 codes.append(EXIT_BUSY)
