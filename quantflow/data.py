@@ -29,6 +29,9 @@ class DataError(ValueError):
     """The data cannot be used; the message says what is wrong and where."""
 
 
+MAX_CLASSES = 10_000  # a label like 255 ("ignore") or 2**31 is a data bug, not a class
+
+
 @dataclass(frozen=True)
 class Splits:
     x_train: np.ndarray
@@ -69,7 +72,8 @@ def load_raw(ds: DatasetSpec, workspace: Path) -> tuple[np.ndarray, np.ndarray]:
             raise DataError(f"dataset.path {ds.path!r}: no such directory ({root})")
         return _read_idx(root / ds.images, 2051, 3), _read_idx(root / ds.labels, 2049, 1)
     if isinstance(ds, NpzDataset):
-        return _load_npz(workspace / ds.path, ds.x_key, ds.y_key)
+        x, y = _load_npz(workspace / ds.path, ds.x_key, ds.y_key)
+        return x, y
     from quantflow.tfenv import tf_modules
 
     _, keras = tf_modules()
@@ -77,13 +81,14 @@ def load_raw(ds: DatasetSpec, workspace: Path) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate([x1, x2]), np.concatenate([y1, y2])
 
 
-def _load_npz(path: Path, x_key: str, y_key: str) -> tuple[np.ndarray, np.ndarray]:
+def _load_npz(path: Path, *keys: str) -> tuple[np.ndarray, ...]:
+    """The arrays ``keys`` of an .npz, never unpickling (object arrays are refused)."""
     try:
         with np.load(path, allow_pickle=False) as z:
-            missing = [k for k in (x_key, y_key) if k not in z.files]
+            missing = [k for k in keys if k not in z.files]
             if missing:
                 raise DataError(f"{path}: missing keys {missing}; has {z.files}")
-            return z[x_key], z[y_key]
+            return tuple(z[k] for k in keys)
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     except DataError:
@@ -94,20 +99,25 @@ def _load_npz(path: Path, x_key: str, y_key: str) -> tuple[np.ndarray, np.ndarra
 
 def check_arrays(x: np.ndarray, y: np.ndarray, where: str) -> int:
     """Reject data a model cannot learn from; return the number of classes."""
+    if not np.issubdtype(x.dtype, np.number) or np.iscomplexobj(x):
+        raise DataError(f"{where}: inputs must be real numbers, got {x.dtype}")
+    if x.ndim < 2:
+        raise DataError(f"{where}: inputs have shape {x.shape}; expected (examples, features...)")
+    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+        raise DataError(f"{where}: labels must be a 1-D integer array, got {y.dtype}{y.shape}")
     if len(x) == 0:
         raise DataError(f"{where}: no examples")
     if len(x) != len(y):
         raise DataError(f"{where}: {len(x)} inputs but {len(y)} labels")
-    if not np.issubdtype(x.dtype, np.number):
-        raise DataError(f"{where}: inputs must be numeric, got {x.dtype}")
     bad = ~np.isfinite(x.astype(np.float64, copy=False))
     if bad.any():
         first = np.argwhere(bad)[0].tolist()
         raise DataError(f"{where}: {int(bad.sum())} NaN/Inf input values (first at {first})")
-    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
-        raise DataError(f"{where}: labels must be a 1-D integer array, got {y.dtype}{y.shape}")
     if y.min() < 0:
         raise DataError(f"{where}: negative label {int(y.min())}; labels must be 0..classes-1")
+    if y.max() >= MAX_CLASSES:
+        raise DataError(f"{where}: label {int(y.max())} is out of range; labels must be "
+                        f"0..classes-1 with at most {MAX_CLASSES} classes")
     return int(y.max()) + 1
 
 
@@ -118,6 +128,8 @@ def _count(size: int | float, total: int) -> int:
 def split(ds: DatasetSpec, x: np.ndarray, y: np.ndarray) -> Splits:
     """Shuffle (optionally), take train from the front and test from the back, normalise."""
     num_classes = check_arrays(x, y, "dataset")
+    if num_classes < 2:
+        raise DataError("dataset: every label is 0; a classifier needs at least 2 classes")
     n_train, n_test = _count(ds.train_size, len(x)), _count(ds.test_size, len(x))
     if n_train < 1 or n_test < 1 or n_train + n_test > len(x):
         raise DataError(f"dataset has {len(x)} examples; cannot take train_size={n_train} and "
@@ -137,14 +149,13 @@ def split(ds: DatasetSpec, x: np.ndarray, y: np.ndarray) -> Splits:
 def calibration_samples(cal: CalibrationSpec, splits: Splits, workspace: Path) -> np.ndarray:
     """Representative inputs: drawn from a split, or a user's own file (key `x`)."""
     if cal.path is not None:
-        with np.load(workspace / cal.path, allow_pickle=False) as z:
-            if "x" not in z.files:
-                raise DataError(f"calibration.path {cal.path!r}: needs key 'x', has {z.files}")
-            x = z["x"].astype(np.float32)
+        (x,) = _load_npz(workspace / cal.path, "x")
+        check_arrays(x, np.zeros(len(x) if x.ndim else 0, np.int64),
+                     f"calibration.path {cal.path!r}")
+        x = x.astype(np.float32)
         if x.shape[1:] != splits.x_train.shape[1:]:
             raise DataError(f"calibration.path {cal.path!r}: sample shape {x.shape[1:]} does not "
                             f"match the dataset's {splits.x_train.shape[1:]}")
-        check_arrays(x, np.zeros(len(x), np.int64), f"calibration.path {cal.path!r}")
         return x
     pool = splits.x_train if cal.split == "train" else splits.x_test
     if cal.samples > len(pool):

@@ -1,0 +1,95 @@
+"""Users' model files: anything that is not a Keras model is a ModelError with a clear message,
+and loading never runs Python code stored in the file (safe mode for every format)."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from quantflow.models import ModelError, load
+from quantflow.spec import PathModel
+from quantflow.tfenv import tf_modules
+
+
+def load_path(ws: Path, name: str):
+    return load(PathModel(path=name), ws)
+
+
+@pytest.mark.parametrize("name, content", [
+    ("model.keras", b"\x00\x01definitely not a model" * 50),
+    ("model.h5", b"\x89HDF\r\n\x1a\n but then nothing"),
+    ("model.tflite", b"TFL3" + b"\x00" * 64),
+    ("notes.txt", b"hello"),
+    ("empty.keras", b""),
+])
+def test_a_file_that_is_not_a_model(tmp_path, name, content):
+    (tmp_path / name).write_bytes(content)
+    with pytest.raises(ModelError, match=rf"^model.path '{name}': not a loadable Keras/"
+                                         "SavedModel model \\("):
+        load_path(tmp_path, name)
+
+
+def test_a_zip_or_folder_that_is_not_a_model(tmp_path):
+    with zipfile.ZipFile(tmp_path / "fake.keras", "w") as zf:
+        zf.writestr("config.json", "{\"class_name\": \"Nope\"}")
+    with pytest.raises(ModelError, match="model.path 'fake.keras': not a loadable"):
+        load_path(tmp_path, "fake.keras")
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "folder" / "saved_model.pb").write_bytes(b"junk")
+    with pytest.raises(ModelError, match="model.path 'folder': not a loadable"):
+        load_path(tmp_path, "folder")
+
+
+def test_missing_model_file(tmp_path):
+    with pytest.raises(ModelError, match="model.path 'gone.keras': not found"):
+        load_path(tmp_path, "gone.keras")
+
+
+def test_a_savedmodel_that_is_not_keras(tmp_path):
+    tf, _ = tf_modules()
+    module = tf.Module()
+    module.v = tf.Variable(1.0)
+    module.f = tf.function(lambda x: x * module.v, input_signature=[tf.TensorSpec([None, 4])])
+    tf.saved_model.save(module, str(tmp_path / "raw"))
+    with pytest.raises(ModelError, match="model.path 'raw': "):
+        load_path(tmp_path, "raw")
+
+
+@pytest.fixture(scope="module")
+def lambda_models(tmp_path_factory) -> tuple[Path, Path]:
+    """One model with a Lambda whose Python code touches a marker file, in three formats."""
+    _, keras = tf_modules()
+    root = tmp_path_factory.mktemp("lambda")
+    marker = root / "code-ran"
+    fn = eval(f"lambda x: x + 0.0 * len(open({str(marker)!r}, 'a').name)")  # noqa: S307
+    model = keras.Sequential([keras.layers.InputLayer(input_shape=(4,)),
+                              keras.layers.Lambda(fn), keras.layers.Dense(3)])
+    model.save(root / "m.keras")
+    model.save(root / "m.h5")
+    model.save(root / "sm", save_format="tf")
+    return root, marker
+
+
+@pytest.mark.parametrize("name", ["m.keras", "m.h5", "sm"])
+def test_lambda_code_is_never_run_on_load(lambda_models, name):
+    root, marker = lambda_models
+    marker.unlink(missing_ok=True)
+    try:
+        model = load_path(root, name)
+    except ModelError as exc:
+        assert "Lambda layer with Python code" in str(exc)
+    else:  # a SavedModel may revive the traced graph instead: fine, as long as no code ran
+        assert name == "sm", f"{name} loaded a Python lambda"
+        assert model is not None
+    assert not marker.exists(), f"loading {name} ran Python code from the file"
+
+
+def test_a_real_model_loads(tmp_path):
+    _, keras = tf_modules()
+    model = keras.Sequential([keras.layers.InputLayer(input_shape=(8, 8)),
+                              keras.layers.Flatten(), keras.layers.Dense(10)])
+    for name in ("ok.keras", "ok.h5"):
+        model.save(tmp_path / name)
+        assert load_path(tmp_path, name).input_shape == (None, 8, 8)
