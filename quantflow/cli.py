@@ -111,7 +111,11 @@ def verify(registry: Annotated[Path, typer.Argument(help="Registry folder.")] = 
     """Re-hash every published file against its manifest; exit 1 on any problem."""
     from quantflow.registry import verify as verify_registry
 
-    problems = verify_registry(registry)
+    try:
+        problems = verify_registry(registry)
+    except OSError as exc:  # no such folder, unreadable file: one line, not a traceback
+        err.print(f"{registry}: cannot verify: {exc}", markup=False)
+        raise typer.Exit(EXIT_ERROR) from None
     for p in problems:
         err.print(str(p), markup=False)
     if problems:
