@@ -94,7 +94,7 @@ def run(pipelines: Annotated[list[str] | None, typer.Argument(help="Pipelines (d
     from quantflow.runner import run_pipelines
 
     try:
-        loaded = load_spec(spec, set_ or [])
+        loaded = load_spec(spec, set_ or [], pipelines=pipelines or None)
     except SpecError as exc:
         _fail_spec(exc)
     names = pipelines or list(loaded.spec.pipelines)

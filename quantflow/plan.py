@@ -42,7 +42,7 @@ def context(workspace: str | Path, spec_file: str, overrides: list[str], pipelin
         -> StepContext:
     """Load and validate the spec (raises SpecError) and pick one pipeline."""
     ws = Path(workspace).resolve()
-    loaded = load_spec(ws / spec_file, overrides)
+    loaded = load_spec(ws / spec_file, overrides, pipelines=[pipeline])
     if pipeline not in loaded.spec.pipelines:
         from quantflow.specload import Problem, SpecError
 

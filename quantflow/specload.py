@@ -332,7 +332,7 @@ def _problems(exc: ValidationError, data: Any) -> list[tuple[Loc, str]]:
     return list(out)
 
 
-def _missing_files(spec: Spec, workspace: Path) -> list[tuple[Loc, str]]:
+def _missing_files(spec: Spec, workspace: Path, only: list[str] | None) -> list[tuple[Loc, str]]:
     """Files the spec names must exist now: a typo should fail `validate`, not the run."""
     out: list[tuple[Loc, str]] = []
 
@@ -348,6 +348,8 @@ def _missing_files(spec: Spec, workspace: Path) -> list[tuple[Loc, str]]:
         return False
 
     for name, p in spec.pipelines.items():
+        if only is not None and name not in only:
+            continue
         at: Loc = ("pipelines", name)
         ds = p.dataset
         if isinstance(ds, IdxDataset) and need(at + ("dataset", "path"), ds.path, "directory"):
@@ -362,9 +364,12 @@ def _missing_files(spec: Spec, workspace: Path) -> list[tuple[Loc, str]]:
     return out
 
 
-def load_spec(path: str | Path = "pipelines.yaml", overrides: list[str] | None = None) \
-        -> LoadedSpec:
+def load_spec(path: str | Path = "pipelines.yaml", overrides: list[str] | None = None,
+              pipelines: list[str] | None = None) -> LoadedSpec:
     """Read, override and validate a spec; raise SpecError listing every problem.
+
+    Every pipeline is validated; the files a pipeline names are checked for the ``pipelines``
+    given (default: all), so running `digits` does not need the data of `mnist`.
 
     Validation is strict: `epochs: yes` or `epochs: "5"` is a wrong type, not 1 or 5.
     """
@@ -388,7 +393,7 @@ def load_spec(path: str | Path = "pipelines.yaml", overrides: list[str] | None =
         overridden[_set_override(data, assignment)] = assignment
     try:
         spec = Spec.model_validate(data, strict=True)
-        found = _missing_files(spec, path.parent)
+        found = _missing_files(spec, path.parent, pipelines)
     except ValidationError as exc:
         found = _problems(exc, data)
     except (TypeError, ValueError, RecursionError) as exc:
