@@ -1,17 +1,36 @@
 """DVC integration: DVC owns what is stale, Prefect owns how it runs.
 
-Until dvc.yaml knows a pipeline, ``stale_stages`` returns None (run everything) and
-``commit_run`` does nothing.
+``stale_stages`` asks DVC once (one in-process ``dvc status`` of the pipeline's stages) and
+adds everything downstream of a stale stage; ``commit_run`` records the stages that ran with
+one ``dvc commit`` per stage from this single process (concurrent DVC commands in one
+workspace collide on its lock), then pushes when publish ran. A pipeline that dvc.yaml does
+not know, or a run with ``--set`` overrides that pipelines.yaml does not say, is left to run
+everything and is not recorded. Nothing here imports TensorFlow.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
+import os
+import sys
+from collections.abc import Iterable, Iterator
+from contextlib import chdir, contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from quantflow.dvcgen import Stage, pipeline_stages, write_dvc_yaml
 
 if TYPE_CHECKING:
     from quantflow.plan import Plan
     from quantflow.steps import StepContext
+
+
+class DvcError(RuntimeError):
+    """DVC could not record a run; the message says which stages and why."""
 
 
 @dataclass
@@ -20,9 +39,156 @@ class Stale:
     variants: list[str] = field(default_factory=list)
 
 
+@contextmanager
+def _repo(workspace: Path) -> Iterator[Any]:
+    """The DVC repo, in this process, as its CLI sees it: DVC resolves stage names and paths
+    from the working directory. Its per-stage INFO lines would drown the run's own log."""
+    from dvc.repo import Repo
+
+    log = logging.getLogger("dvc")
+    level = log.level
+    log.setLevel(logging.WARNING)
+    try:
+        with chdir(workspace), Repo(".") as repo:
+            yield repo
+    finally:
+        log.setLevel(level)
+
+
+def _declared(workspace: Path) -> dict[str, Any]:
+    """Stages of dvc.yaml, or {} when the workspace is no DVC repo or has no dvc.yaml."""
+    path = workspace / "dvc.yaml"
+    if not (workspace / ".dvc").is_dir() or not path.is_file():
+        return {}
+    return (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("stages") or {}
+
+
+def _tracked_spec_file(workspace: Path) -> str | None:
+    """The spec file dvc.yaml was generated from: the one params file of its stages."""
+    files = {next(iter(entry)) for stage in _declared(workspace).values()
+             for entry in stage.get("params", []) if isinstance(entry, dict)}
+    return files.pop() if len(files) == 1 else None
+
+
+def _tracked(ctx: StepContext, spec_file: str | None) -> list[Stage] | None:
+    """This pipeline's stages when DVC can own its staleness for this run, else None.
+
+    A stale dvc.yaml (pipelines.yaml edited since `quantflow dvc`) is regenerated first: it is
+    a pure function of pipelines.yaml, and DVC would otherwise track yesterday's keys.
+    """
+    from quantflow.specload import load_spec
+
+    tracked = _tracked_spec_file(ctx.workspace)
+    if tracked is None or (spec_file is not None and tracked != spec_file):
+        return None
+    file_spec = load_spec(ctx.workspace / tracked).spec
+    if file_spec != ctx.spec:  # --set overrides: DVC params would not describe this run
+        return None
+    if write_dvc_yaml(file_spec, ctx.workspace / tracked):
+        print(f"quantflow: regenerated dvc.yaml from the edited {tracked}", file=sys.stderr)
+    return pipeline_stages(file_spec, ctx.name)
+
+
+def _with_downstream(stages: list[Stage], stale: set[str]) -> set[str]:
+    """DVC reports a stage only for its own changes; whatever reads its outputs re-runs too."""
+    out, produced = set(stale), set()
+    for s in stages:  # DAG order
+        if s.name in out or produced.intersection(s.deps):
+            out.add(s.name)
+            produced.update(s.produces)
+    return out
+
+
 def stale_stages(ctx: StepContext, spec_file: str) -> Stale | None:
-    return None
+    """What must run, per DVC; None when DVC does not track this pipeline for this run."""
+    stages = _tracked(ctx, spec_file)
+    if stages is None:
+        return None
+    with _repo(ctx.workspace) as repo:
+        found = repo.status(targets=[s.name for s in stages])
+    run = _with_downstream(stages, {key.rsplit(":", 1)[-1] for key in found})
+    return Stale(stages={s.step for s in stages if s.name in run},
+                 variants=[s.variant for s in stages if s.variant and s.name in run])
 
 
 def commit_run(plan: Plan) -> None:
+    """Record what ran in dvc.lock and the DVC cache, then push if publish ran."""
+    stages = _tracked(plan.ctx, None)
+    if stages is None:
+        return
+    ws = plan.ctx.workspace
+    ran = [s for s in stages if (s.variant in plan.variants if s.variant
+                                 else s.step in plan.stages)]
+    failed = []
+    with _repo(ws) as repo:
+        for s in ran:
+            try:
+                repo.commit(s.name, force=True)
+            except Exception as exc:  # DVC raises many types; report them all at once
+                failed.append(f"{s.name}: {type(exc).__name__}: {exc}")
+        if failed:
+            raise DvcError("dvc commit failed, so DVC will run these again:\n  "
+                           + "\n  ".join(failed))
+        if "publish" in plan.stages:
+            problem = _push(repo, [s.name for s in stages])
+            if problem:
+                print(f"quantflow: {problem}", file=sys.stderr)
+
+
+def _push(repo: Any, targets: list[str]) -> str | None:
+    from dvc.config import NoRemoteError
+
+    try:
+        repo.push(targets=targets)
+    except NoRemoteError:
+        return "no DVC remote configured; nothing pushed (see docs/DVC.md)"
+    except Exception as exc:  # unreachable remote, missing cache, ...: publish still stands
+        return f"dvc push failed: {type(exc).__name__}: {exc}"
     return None
+
+
+def push_outputs(workspace: str | Path, targets: Iterable[str | Path]) -> str | None:
+    """Push outputs (paths of DVC outputs, relative to the workspace) to the default remote;
+    return a problem to report, or None.
+
+    Inside `dvc repro` (DVC_STAGE is set) upstream outputs are already in the DVC cache, so
+    this pushes now. Under `quantflow run` they enter the cache only in ``commit_run``, which
+    pushes right after committing, so this does nothing there.
+    """
+    if not os.environ.get("DVC_STAGE"):
+        return None
+    ws = Path(workspace).resolve()
+    with _repo(ws) as repo:
+        return _push(repo, [os.path.relpath(ws / t, ws) for t in targets])
+
+
+def md5_of(workspace: str | Path, path: str | Path) -> str | None:
+    """The md5 DVC records for a tracked file (DVC 3: MD5 of its bytes), or None.
+
+    Computed from the file rather than read from dvc.lock, because under `quantflow run`
+    dvc.lock is written only after publish; the value is the one DVC then records.
+    """
+    ws = Path(workspace).resolve()
+    file = (ws / path).resolve()
+    if not file.is_file() or not _is_tracked(ws, file):
+        return None
+    h = hashlib.md5()
+    with open(file, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _is_tracked(ws: Path, file: Path) -> bool:
+    """Under an output of dvc.yaml, or added with `dvc add` (a .dvc file beside it)."""
+    for parent in (file, *file.parents):
+        if parent == ws:
+            break
+        if parent.with_name(parent.name + ".dvc").is_file():
+            return True
+    outs = set()
+    for stage in _declared(ws).values():
+        for kind in ("outs", "metrics", "plots"):
+            for out in stage.get(kind, []):
+                outs.add(ws / (next(iter(out)) if isinstance(out, dict) else out))
+    return any(o == file or o in file.parents for o in outs)
