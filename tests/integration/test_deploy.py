@@ -268,7 +268,7 @@ def test_server_schedules_runs_and_drops_them_with_the_schedule(stack: Stack, tm
                 name=DeploymentFilterName(any_=["weekly"])),
                 sort=FlowRunSort.EXPECTED_START_TIME_ASC, limit=50)
 
-    runs = _wait("the scheduler to create runs", scheduled, 90, every=5)
+    runs = _wait("the scheduler to create runs", scheduled, 60, every=5)
     assert all(r.state.is_scheduled() and r.auto_scheduled for r in runs)
     write_workspace(ws, _renamed("weekly"))
     _deploy(stack, spec)
