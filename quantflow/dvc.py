@@ -42,14 +42,15 @@ class Stale:
 @contextmanager
 def _repo(workspace: Path) -> Iterator[Any]:
     """The DVC repo, in this process, as its CLI sees it: DVC resolves stage names and paths
-    from the working directory. Its per-stage INFO lines would drown the run's own log."""
+    from the working directory. Waits for DVC's lock (held by a `dvc status` in a shell, say)
+    rather than failing, and mutes the per-stage INFO lines that would drown the run's log."""
     from dvc.repo import Repo
 
     log = logging.getLogger("dvc")
     level = log.level
     log.setLevel(logging.WARNING)
     try:
-        with chdir(workspace), Repo(".") as repo:
+        with chdir(workspace), Repo(".", _wait_for_lock=True) as repo:
             yield repo
     finally:
         log.setLevel(level)
@@ -81,7 +82,7 @@ def _tracked(ctx: StepContext, spec_file: str | None) -> list[Stage] | None:
     tracked = _tracked_spec_file(ctx.workspace)
     if tracked is None or (spec_file is not None and tracked != spec_file):
         return None
-    file_spec = load_spec(ctx.workspace / tracked).spec
+    file_spec = load_spec(ctx.workspace / tracked, pipelines=[ctx.name]).spec
     if file_spec != ctx.spec:  # --set overrides: DVC params would not describe this run
         return None
     if write_dvc_yaml(file_spec, ctx.workspace / tracked):

@@ -206,6 +206,13 @@ def test_repro_reruns_only_what_changed_and_a_clone_pulls_the_same_files(ws, tmp
     assert md5_of(clone, model) == hashlib.md5(published.read_bytes()).hexdigest()
     assert status(clone) == {}
 
+    # an experiment on one variant's setting, addressed by its index in the variants list
+    out = sh(ws, "dvc", "exp", "run", "-S", "pipelines.yaml:pipelines.tiny.variants.0.kind=float16")
+    assert ran(out) == ["tiny-quantize-dr", "tiny-gate", "tiny-publish"]
+    assert yaml.safe_load((ws / "pipelines.yaml").read_text())["pipelines"]["tiny"]["variants"] \
+        == [{"name": "dr", "kind": "float16"}]
+    assert status(ws) == {}
+
 
 @pytest.mark.slow
 def test_quantflow_run_leaves_dvc_clean_and_pushed(ws, prefect_harness):
