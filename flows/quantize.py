@@ -26,6 +26,8 @@ class RunParams(BaseModel):
                                  description="dotted.key=value overrides, validated like the file.")
     workspace: str = Field(".", description="Project folder (holds the spec and dvc.yaml).")
     force: bool = Field(False, description="Run every stage even if DVC says it is up to date.")
+    planned: list[str] | None = Field(
+        None, description="Stages already planned by the caller (skips asking DVC again).")
 
 
 class RunSummary(BaseModel):
@@ -71,7 +73,7 @@ def quantize_pipeline(params: RunParams) -> RunSummary:
     _propagate_api_url()
     with pipeline_lock(params.workspace, params.spec_file, params.overrides, params.pipeline):
         plan = plan_run(params.workspace, params.spec_file, params.overrides, params.pipeline,
-                        force=params.force)
+                        force=params.force, planned=params.planned)
         if not plan.stages:
             log.info("%s: up to date (inputs unchanged), nothing to do", params.pipeline)
             return RunSummary(pipeline=params.pipeline, ran=[], status="up_to_date",

@@ -131,7 +131,7 @@ def dvc_yaml(spec: SpecOpt = Path("pipelines.yaml"),
     from quantflow.dvcgen import write_dvc_yaml
 
     try:
-        loaded = load_spec(spec)
+        loaded = load_spec(spec, pipelines=[])  # generating reads no data files
     except SpecError as exc:
         _fail_spec(exc)
     changed = write_dvc_yaml(loaded.spec, spec, check=check)

@@ -52,8 +52,13 @@ def context(workspace: str | Path, spec_file: str, overrides: list[str], pipelin
 
 
 def plan_run(workspace: str | Path, spec_file: str, overrides: list[str], pipeline: str,
-             force: bool = False) -> Plan:
+             force: bool = False, planned: list[str] | None = None) -> Plan:
+    """Ask DVC what is stale, unless ``planned`` (a ``Plan.describe()`` list) says already."""
     ctx = context(workspace, spec_file, overrides, pipeline)
+    if planned is not None:
+        variants = [s.split(":", 1)[1] for s in planned if s.startswith("quantize:")]
+        stages = {s.split(":", 1)[0] for s in planned}
+        return Plan(ctx, stages, variants)
     from quantflow import dvc
 
     stale = None if force else dvc.stale_stages(ctx, spec_file)

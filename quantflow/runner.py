@@ -47,7 +47,8 @@ def run_pipelines(spec: Path, overrides: list[str], names: list[str], *, force: 
         console.print(f"Prefect API: {url}")
         for name in stale:
             params = RunParams(pipeline=name, spec_file=spec_file, overrides=overrides,
-                               workspace=str(workspace), force=force)
+                               workspace=str(workspace), force=force,
+                               planned=plans[name].describe())
             try:
                 summary = flow(params)
             except PipelineBusy as exc:

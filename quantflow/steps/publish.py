@@ -5,10 +5,12 @@ Obeys the gate: with nothing selected it publishes nothing and leaves the alias 
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 from typing import Any
 
-from quantflow import registry
+from quantflow import dvc, registry
 from quantflow.results import GateResult, PublishRecord
 from quantflow.steps import StepContext
 from quantflow.steps.gate import load_metrics
@@ -33,6 +35,10 @@ def manifest_extra(ctx: StepContext, gate: GateResult) -> dict[str, Any]:
         "spec_sha256": ctx.pipeline.fingerprint(),
         "dataset_sha256": info.dataset_sha256,
         "calibration_sha256": info.calibration_sha256,
+        "dvc_md5": {  # what `dvc get`/`dvc pull` fetch; None when the file is not DVC-tracked
+            "calibration": dvc.md5_of(ctx.workspace, p.calibration),
+            **{name: dvc.md5_of(ctx.workspace, p.variant_tflite(name)) for name in gate.selected},
+        },
         "metrics": {m.name: m.model_dump(mode="json") for m in [baseline, *variants]},
         "versions": versions(),
         "git_commit": _git_commit(ctx),
@@ -46,12 +52,23 @@ def publish(ctx: StepContext) -> PublishRecord:
     record = registry.publish(ctx.name, gate, files, p.registry, ctx.pipeline.publish.alias,
                               manifest_extra(ctx, gate))
     record.write(p.publish_record)
+    if record.status == "published":
+        problem = dvc.push_outputs(ctx.workspace, [p.calibration, *(
+            p.variant_dir(n) for n in gate.selected)])
+        if problem:
+            print(f"warning: dvc push: {problem}", file=sys.stderr)
     return record
 
 
 def exit_code(record: PublishRecord) -> int:
-    """`quantflow step publish` exits 3 when the gate blocked everything (see cli.py)."""
-    return 0 if record.status == "published" else 3
+    """`quantflow step publish` exits 3 when the gate blocked everything (see cli.py).
+
+    Under `dvc repro` (DVC_STAGE set) a blocked gate is a completed stage: exiting non-zero
+    would leave publish unrecorded and re-run forever; publish.json says "blocked".
+    """
+    if record.status == "published" or os.environ.get("DVC_STAGE"):
+        return 0
+    return 3
 
 
 run = publish
