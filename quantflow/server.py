@@ -32,7 +32,7 @@ def prefect_api() -> Iterator[str]:
     from prefect.settings import temporary_settings
 
     server = SubprocessASGIServer()
-    server.start()
+    server.start(timeout=180)  # Prefect's default 20 s is too short on a cold, busy machine
     os.environ["PREFECT_API_URL"] = server.api_url
     try:
         with temporary_settings({PREFECT_API_URL: server.api_url}):
