@@ -65,7 +65,11 @@ def step(stage: Annotated[str, typer.Argument(help="prepare|train|export|quantiz
          variant: Annotated[str | None, typer.Argument(help="Variant (quantize only).")] = None,
          spec: SpecOpt = Path("pipelines.yaml"), set_: SetOpt = None) -> None:
     """Run one stage of one pipeline in this process (what dvc.yaml stages call)."""
+    import logging
+
     from quantflow.plan import context
+
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     from quantflow.steps import STAGES
 
     if stage not in STAGES or (stage == "quantize") != (variant is not None):

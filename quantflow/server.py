@@ -15,6 +15,8 @@ def quiet_prefect_env() -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
     os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "WARNING")
+    # Step code logs to the "quantflow" logger; inside tasks Prefect ships it with the run.
+    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "quantflow")
 
 
 @contextmanager

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -13,6 +15,19 @@ from quantflow.results import Result
 from quantflow.spec import MlpModel, PathModel, SeedCnnModel, TrainSpec
 from quantflow.steps import StepContext
 from quantflow.tfenv import tf_modules
+
+log = logging.getLogger("quantflow.train")
+
+
+def _progress(keras: Any, epochs: int) -> Any:
+    """Log one line per epoch: training is the longest step, users want to see it move."""
+
+    class EpochLog(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+            shown = ", ".join(f"{k} {v:.4f}" for k, v in (logs or {}).items())
+            log.info("epoch %d/%d: %s", epoch + 1, epochs, shown)
+
+    return EpochLog()
 
 
 class TrainInfo(Result):
@@ -41,7 +56,8 @@ def train_model(dataset: Path, model_spec: SeedCnnModel | MlpModel | PathModel, 
                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                       metrics=["accuracy"])
         fit = model.fit(x, y, epochs=cfg.epochs, batch_size=cfg.batch_size,
-                        validation_split=cfg.validation_split, verbose=0, shuffle=True)
+                        validation_split=cfg.validation_split, verbose=0, shuffle=True,
+                        callbacks=[_progress(keras, cfg.epochs)])
         history = {k: [float(v) for v in vals] for k, vals in fit.history.items()}
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp.keras")
