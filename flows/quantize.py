@@ -1,7 +1,8 @@
 """The quantize-pipeline flow: prepare -> train -> export -> quantize (parallel) -> gate -> publish.
 
-The flow parameter is a pydantic model, so deployments validate it and the Prefect UI shows a
-form. Which stages run comes from ``quantflow.plan`` (DVC decides what is stale).
+The flow parameters are pydantic models, so deployments validate them and the Prefect UI shows a
+form: ``target`` (a deployment's defaults) and ``options`` (what a trigger changes). Which
+stages run comes from ``quantflow.plan`` (DVC decides what is stale).
 """
 
 from __future__ import annotations
@@ -10,21 +11,32 @@ import os
 
 from prefect import flow, get_run_logger
 from prefect.task_runners import ProcessPoolTaskRunner
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 import tasks
 from quantflow.plan import Plan, finish_run, pipeline_lock, plan_run
 from quantflow.results import PublishRecord
 
 
-class RunParams(BaseModel):
-    """One run of one pipeline of a spec file, with optional `--set`-style overrides."""
+class Target(BaseModel):
+    """Which pipeline of which spec file: a deployment's defaults, which triggers keep."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     pipeline: str = Field(description="Pipeline name in the spec file.")
     spec_file: str = Field("pipelines.yaml", description="Spec file, relative to workspace.")
-    overrides: list[str] = Field(default_factory=list,
-                                 description="dotted.key=value overrides, validated like the file.")
     workspace: str = Field(".", description="Project folder (holds the spec and dvc.yaml).")
+
+
+class RunOptions(BaseModel):
+    """How this one run differs from the spec. A separate parameter from ``Target`` because
+    Prefect merges a trigger's parameters with a deployment's by top-level name only."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    overrides: list[str] = Field(default_factory=list, description=(
+        "key=value overrides, validated like the file; keys not starting with `pipelines.` or "
+        "`execution.` are relative to the pipeline (`train.epochs=3`)."))
     force: bool = Field(False, description="Run every stage even if DVC says it is up to date.")
     planned: list[str] | None = Field(
         None, description="Stages already planned by the caller (skips asking DVC again).")
@@ -68,20 +80,21 @@ def _wire(plan: Plan) -> PublishRecord | None:
 
 @flow(name="quantize-pipeline", task_runner=ProcessPoolTaskRunner(
     max_workers=2, initializer=tasks.warm_worker), validate_parameters=True)
-def quantize_pipeline(params: RunParams) -> RunSummary:
+def quantize_pipeline(target: Target,
+                      options: RunOptions = RunOptions()) -> RunSummary:  # noqa: B008 - frozen
     log = get_run_logger()
     _propagate_api_url()
-    with pipeline_lock(params.workspace, params.spec_file, params.overrides, params.pipeline):
-        plan = plan_run(params.workspace, params.spec_file, params.overrides, params.pipeline,
-                        force=params.force, planned=params.planned)
+    where = (target.workspace, target.spec_file, options.overrides, target.pipeline)
+    with pipeline_lock(*where):
+        plan = plan_run(*where, force=options.force, planned=options.planned)
         if not plan.stages:
-            log.info("%s: up to date (inputs unchanged), nothing to do", params.pipeline)
-            return RunSummary(pipeline=params.pipeline, ran=[], status="up_to_date",
+            log.info("%s: up to date (inputs unchanged), nothing to do", target.pipeline)
+            return RunSummary(pipeline=target.pipeline, ran=[], status="up_to_date",
                               message="inputs unchanged; nothing to do")
-        log.info("%s: running %s", params.pipeline, ", ".join(plan.describe()))
+        log.info("%s: running %s", target.pipeline, ", ".join(plan.describe()))
         record = _wire(plan)
         failed = finish_run(plan)
-    return RunSummary(pipeline=params.pipeline, ran=plan.describe(), failed_variants=failed,
+    return RunSummary(pipeline=target.pipeline, ran=plan.describe(), failed_variants=failed,
                       status=record.status if record else "partial",
                       version=record.version if record else None,
                       message=record.message if record else "")

@@ -95,17 +95,21 @@ def run(pipelines: Annotated[list[str] | None, typer.Argument(help="Pipelines (d
         = None, spec: SpecOpt = Path("pipelines.yaml"), set_: SetOpt = None,
         force: Annotated[bool, typer.Option(help="Re-run every stage.")] = False) -> None:
     """Run pipelines as Prefect flow runs; only stale stages run again."""
+    from quantflow.plan import context
     from quantflow.runner import run_pipelines
 
     try:
-        loaded = load_spec(spec, set_ or [], pipelines=pipelines or None)
+        loaded = load_spec(spec, pipelines=[])
+        names = pipelines or list(loaded.spec.pipelines)
+        unknown = [n for n in names if n not in loaded.spec.pipelines]
+        if unknown:
+            err.print(f"unknown pipeline(s) {unknown}; {spec} has: "
+                      f"{', '.join(loaded.spec.pipelines)}")
+            raise typer.Exit(EXIT_SPEC)
+        for name in names:  # overrides may be relative to each pipeline; its data files
+            context(spec.parent, spec.name, set_ or [], name)
     except SpecError as exc:
         _fail_spec(exc)
-    names = pipelines or list(loaded.spec.pipelines)
-    unknown = [n for n in names if n not in loaded.spec.pipelines]
-    if unknown:
-        err.print(f"unknown pipeline(s) {unknown}; {spec} has: {', '.join(loaded.spec.pipelines)}")
-        raise typer.Exit(EXIT_SPEC)
     raise typer.Exit(run_pipelines(spec, set_ or [], names, force=force, console=out))
 
 
@@ -148,15 +152,28 @@ def dvc_yaml(spec: SpecOpt = Path("pipelines.yaml"),
 @app.command()
 def deploy(pipelines: Annotated[list[str] | None, typer.Argument(help="Default: all.")] = None,
            spec: SpecOpt = Path("pipelines.yaml"),
-           pool: Annotated[str, typer.Option(help="Process work pool.")] = "quantflow") -> None:
+           pool: Annotated[str, typer.Option(help="Process work pool.")] = "quantflow",
+           prefect_yaml: Annotated[bool, typer.Option(
+               "--prefect-yaml", help="Only write prefect.yaml (every pipeline) beside the spec, "
+               "for `prefect deploy --all`.")] = False) -> None:
     """Create/update one Prefect deployment per pipeline, with its schedule."""
-    from quantflow.deploy import deploy_pipelines
+    from quantflow import deploy as deployments
 
+    if prefect_yaml and pipelines:
+        err.print("--prefect-yaml describes every pipeline of the spec; name none")
+        raise typer.Exit(EXIT_SPEC)
     try:
-        loaded = load_spec(spec)
+        loaded = load_spec(spec, pipelines=[] if prefect_yaml else None)
     except SpecError as exc:
         _fail_spec(exc)
-    raise typer.Exit(deploy_pipelines(loaded.spec, spec, pipelines or [], pool, console=out))
+    if prefect_yaml:
+        target = spec.parent / "prefect.yaml"
+        target.write_text(deployments.prefect_yaml(loaded.spec, spec.name, pool,
+                                                   workspace=spec.parent))
+        out.print(f"wrote {target}", markup=False)
+        raise typer.Exit(EXIT_OK)
+    raise typer.Exit(deployments.deploy_pipelines(loaded.spec, spec, pipelines or [], pool,
+                                                  console=out))
 
 
 @app.command()

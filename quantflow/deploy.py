@@ -50,8 +50,9 @@ def entrypoint(workspace: Path) -> str:
 
 
 def parameters(name: str, spec_file: str, workspace: str) -> dict[str, Any]:
-    """Default flow parameters: which pipeline, and where; triggers add overrides."""
-    return {"params": {"pipeline": name, "spec_file": spec_file, "workspace": workspace}}
+    """Default flow parameters: the target only. A trigger's `options` (overrides, force) is
+    another top-level parameter, so Prefect's merge by top-level name keeps the target."""
+    return {"target": {"pipeline": name, "spec_file": spec_file, "workspace": workspace}}
 
 
 def schedule_fields(pipeline: PipelineSpec) -> dict[str, Any] | None:
@@ -126,19 +127,21 @@ def deploy_pipelines(spec: Spec, spec_path: Path, names: list[str], pool: str,
             return 1
         console.print(f"{FLOW_NAME}/{name}: deployed to pool {pool!r}, "
                       f"{describe_schedule(spec.pipelines[name])}", markup=False)
-    console.print(f"run one now: prefect deployment run '{FLOW_NAME}/{names[0]}'", markup=False)
+    console.print(f"run one now: prefect deployment run '{FLOW_NAME}/{names[0]}'"
+                  " [--param options='{\"overrides\": [\"train.epochs=3\"]}']", markup=False)
     return 0
 
 
-def prefect_yaml(spec: Spec, spec_file: str, pool: str = "quantflow") -> str:
-    """prefect.yaml for `prefect deploy --all`, run from the folder of the spec."""
+def prefect_yaml(spec: Spec, spec_file: str, pool: str = "quantflow",
+                 workspace: Path = FLOW_FILE.parents[1]) -> str:
+    """prefect.yaml for `prefect deploy --all`, run from `workspace`, the folder of the spec."""
     here = "{{ workspace.stdout }}"  # the absolute folder, from the build step below
     deployments = []
     for name, p in spec.pipelines.items():
         fields = schedule_fields(p)
         deployments.append({
             "name": name, "description": description(name, p), "tags": ["quantflow"],
-            "entrypoint": entrypoint(FLOW_FILE.parents[1]),
+            "entrypoint": entrypoint(workspace),
             "parameters": parameters(name, spec_file, here),
             "work_pool": {"name": pool}, "concurrency_limit": dict(CONCURRENCY),
             "schedules": [fields] if fields else []})
@@ -148,7 +151,7 @@ def prefect_yaml(spec: Spec, spec_file: str, pool: str = "quantflow") -> str:
            "push": None,
            "pull": [{"prefect.deployments.steps.set_working_directory": {"directory": here}}],
            "deployments": deployments}
-    head = (f"# Generated from {spec_file} by quantflow.deploy.prefect_yaml; do not edit.\n"
+    head = (f"# Generated from {spec_file} by `quantflow deploy --prefect-yaml`; do not edit.\n"
             "# `prefect deploy --all` (from this folder) makes the deployments that\n"
             "# `quantflow deploy` makes. See docs/DEPLOY.md.\n")
     return head + yaml.safe_dump(doc, sort_keys=False, width=100)

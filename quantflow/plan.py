@@ -38,11 +38,33 @@ class Plan:
         return out
 
 
+SPEC_SECTIONS = ("pipelines", "execution")  # the top-level keys of a spec
+
+
+def pipeline_overrides(overrides: list[str], pipeline: str) -> list[str]:
+    """Anchor relative overrides at the run's pipeline: `train.epochs=3` of a `digits` run is
+    `pipelines.digits.train.epochs=3`, so a trigger need not repeat the pipeline's name.
+
+    Keys starting with a spec section stay as they are; so does anything that is not
+    `key=value`, for load_spec to reject in the user's own words.
+    """
+    out = []
+    for o in overrides:
+        key = o.split("=", 1)[0].strip()
+        relative = "=" in o and key and key.split(".", 1)[0] not in SPEC_SECTIONS
+        out.append(f"pipelines.{pipeline}.{o.lstrip()}" if relative else o)
+    return out
+
+
 def context(workspace: str | Path, spec_file: str, overrides: list[str], pipeline: str) \
         -> StepContext:
-    """Load and validate the spec (raises SpecError) and pick one pipeline."""
+    """Load and validate the spec (raises SpecError) and pick one pipeline.
+
+    ``overrides`` may be relative to ``pipeline`` (see ``pipeline_overrides``).
+    """
     ws = Path(workspace).resolve()
-    loaded = load_spec(ws / spec_file, overrides, pipelines=[pipeline])
+    loaded = load_spec(ws / spec_file, pipeline_overrides(overrides, pipeline),
+                       pipelines=[pipeline])
     if pipeline not in loaded.spec.pipelines:
         from quantflow.specload import Problem, SpecError
 

@@ -35,7 +35,7 @@ def run_pipelines(spec: Path, overrides: list[str], names: list[str], *, force: 
     from prefect.task_runners import ProcessPoolTaskRunner
 
     import tasks
-    from flows.quantize import RunParams, quantize_pipeline
+    from flows.quantize import RunOptions, Target, quantize_pipeline
     from quantflow.server import prefect_api
 
     workers = plans[stale[0]].ctx.spec.execution.max_workers
@@ -46,11 +46,11 @@ def run_pipelines(spec: Path, overrides: list[str], names: list[str], *, force: 
     with prefect_api() as url:
         console.print(f"Prefect API: {url}")
         for name in stale:
-            params = RunParams(pipeline=name, spec_file=spec_file, overrides=overrides,
-                               workspace=str(workspace), force=force,
-                               planned=plans[name].describe())
+            target = Target(pipeline=name, spec_file=spec_file, workspace=str(workspace))
+            options = RunOptions(overrides=overrides, force=force,
+                                 planned=plans[name].describe())
             try:
-                summary = flow(params)
+                summary = flow(target, options)
             except PipelineBusy as exc:
                 console.print(f"[red]{exc}[/red]")
                 codes.append(EXIT_BUSY)

@@ -49,7 +49,9 @@ def test_parameters_pool_concurrency_and_source(tmp_path: Path) -> None:
     d = _deployment(tmp_path, schedule=CRON)
     ws = str((tmp_path / "ws").resolve())
     assert (d.name, d.flow_name, d.work_pool_name) == ("tiny", "quantize-pipeline", "pool-a")
-    assert d.parameters == {"params": {"pipeline": "tiny", "spec_file": "pipelines.yaml",
+    # Only the target: a trigger's `options` is a separate top-level parameter, so Prefect's
+    # merge by top-level name keeps these defaults.
+    assert d.parameters == {"target": {"pipeline": "tiny", "spec_file": "pipelines.yaml",
                                        "workspace": ws}}
     assert d.concurrency_limit == 1
     assert d.concurrency_options.collision_strategy.value == "ENQUEUE"
@@ -74,19 +76,39 @@ def test_the_parameter_schema_accepts_the_defaults_and_names_a_bad_field(tmp_pat
     d = _deployment(tmp_path)
     schema = d._parameter_openapi_schema.model_dump(exclude_unset=True)
     validate(d.parameters, schema, raise_on_error=True)
-    bad = {"params": {**d.parameters["params"], "overrides": "train.epochs=3"}}
+    validate({**d.parameters, "options": {"overrides": ["train.epochs=3"], "force": True}},
+             schema, raise_on_error=True)
+    bad = {**d.parameters, "options": {"overrides": "train.epochs=3"}}
     with pytest.raises(ValidationError, match="overrides"):
         validate(bad, schema, raise_on_error=True)
+    typo = {**d.parameters, "options": {"overides": ["train.epochs=3"]}}
+    with pytest.raises(ValidationError, match="overides"):
+        validate(typo, schema, raise_on_error=True)
+    with pytest.raises(ValidationError, match="target"):
+        validate({"options": {}}, schema, raise_on_error=True)
 
 
 def test_committed_prefect_yaml_is_generated_from_pipelines_yaml() -> None:
     spec = load_spec(ROOT / "pipelines.yaml").spec
     expected = deploy.prefect_yaml(spec, "pipelines.yaml")
     assert (ROOT / "prefect.yaml").read_text() == expected, (
-        "prefect.yaml is stale: regenerate it with `python -c \"from pathlib import Path; "
-        "from quantflow.deploy import prefect_yaml; from quantflow.specload import load_spec; "
-        "Path('prefect.yaml').write_text(prefect_yaml(load_spec(Path('pipelines.yaml')).spec, "
-        "'pipelines.yaml'))\"`")
+        "prefect.yaml is stale: regenerate it with `quantflow deploy --prefect-yaml`")
+
+
+def test_cli_writes_prefect_yaml_beside_the_spec(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from quantflow.cli import app
+
+    path = write_workspace(tmp_path / "ws", tiny_spec(schedule=CRON))
+    done = CliRunner().invoke(app, ["deploy", "--prefect-yaml", "--spec", str(path),
+                                    "--pool", "pool-a"])
+    assert done.exit_code == 0, done.output
+    expected = deploy.prefect_yaml(load_spec(path).spec, "pipelines.yaml", "pool-a",
+                                   workspace=path.parent)
+    assert (path.parent / "prefect.yaml").read_text() == expected
+    done = CliRunner().invoke(app, ["deploy", "tiny", "--prefect-yaml", "--spec", str(path)])
+    assert done.exit_code == 2 and "name none" in done.output
 
 
 @pytest.mark.parametrize("schedule", [CRON, {"interval_seconds": 900}, None])
@@ -96,14 +118,15 @@ def test_prefect_yaml_describes_the_same_deployment(tmp_path: Path, schedule: di
 
     d = _deployment(tmp_path, schedule=schedule)
     path = tmp_path / "ws" / "pipelines.yaml"
-    doc = yaml.safe_load(deploy.prefect_yaml(load_spec(path).spec, "pipelines.yaml", "pool-a"))
+    doc = yaml.safe_load(deploy.prefect_yaml(load_spec(path).spec, "pipelines.yaml", "pool-a",
+                                             workspace=path.parent))
     (entry,) = doc["deployments"]
-    assert entry["entrypoint"] == "flows/quantize.py:quantize_pipeline"
+    assert entry["entrypoint"] == d.entrypoint  # absolute: this workspace is not the project
     assert entry["work_pool"] == {"name": "pool-a"}
     assert entry["concurrency_limit"] == {"limit": d.concurrency_limit,
                                           "collision_strategy": "ENQUEUE"}
     here = "{{ workspace.stdout }}"
-    assert entry["parameters"] == {"params": {**d.parameters["params"], "workspace": here}}
+    assert entry["parameters"] == {"target": {**d.parameters["target"], "workspace": here}}
     assert doc["pull"] == [{"prefect.deployments.steps.set_working_directory":
                             {"directory": here}}]
     from_yaml = [_schedule_config_to_deployment_schedule(s)["schedule"]

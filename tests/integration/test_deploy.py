@@ -131,10 +131,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             assert probe.connect_ex(("127.0.0.1", port)) != 0, "the server still listens"
 
 
-def _run(stack: Stack, name: str, params: dict[str, Any]) -> UUID:
-    """`prefect deployment run` with the whole `params` object (Prefect merges top-level keys)."""
+def _run(stack: Stack, name: str, options: dict[str, Any]) -> UUID:
+    """`prefect deployment run` with `options` only: the deployment's `target` stays, as
+    Prefect merges parameters by top-level name."""
     done = stack.cli("prefect", "deployment", "run", f"{FLOW}/{name}",
-                     "--param", f"params={json.dumps(params)}")
+                     "--param", f"options={json.dumps(options)}")
     assert done.returncode == 0, done.stdout + done.stderr
     return UUID(re.search(r"UUID: ([0-9a-f-]{36})", done.stdout).group(1))
 
@@ -163,16 +164,18 @@ def test_deploy_trigger_with_override_then_bad_override_fails(stack: Stack, tmp_
     """Steps 3-6. The bad run is triggered while the good one runs: it must wait (concurrency
     limit 1), then fail naming the field."""
     spec = write_workspace(tmp_path / "ws", tiny_spec())
-    ws = str(spec.parent)
     _deploy(stack, spec, "tiny")
 
     # A wrongly typed parameter never becomes a run: the server checks the schema.
     done = stack.cli("prefect", "deployment", "run", f"{FLOW}/tiny", "--param",
-                     'params={"pipeline": "tiny", "overrides": "train.epochs=3"}')
+                     'options={"overrides": "train.epochs=3"}')
     assert done.returncode != 0 and "overrides" in done.stdout + done.stderr
 
-    override = "pipelines.tiny.train.epochs=3"
-    good = _run(stack, "tiny", {"pipeline": "tiny", "workspace": ws, "overrides": [override]})
+    good = _run(stack, "tiny", {"overrides": ["train.epochs=3"]})  # relative to the pipeline
+    with stack.client() as c:
+        target = c.read_deployment_by_name(f"{FLOW}/tiny").parameters["target"]
+        assert c.read_flow_run(good).parameters["target"] == target  # the default is kept
+    assert target["workspace"] == str(spec.parent.resolve())
 
     def running() -> bool:
         with stack.client() as c:
@@ -181,8 +184,7 @@ def test_deploy_trigger_with_override_then_bad_override_fails(stack: Stack, tmp_
         return state.is_running()
 
     _wait("the first run to start", running, 300)
-    bad = _run(stack, "tiny", {"pipeline": "tiny", "workspace": ws,
-                               "overrides": ["pipelines.tiny.train.epochs=0"]})
+    bad = _run(stack, "tiny", {"overrides": ["train.epochs=0"]})
 
     state = _final_state(stack, good, 900)
     assert state.is_completed(), f"{state.name}: {state.message}\n{stack.log.read_text()[-4000:]}"
@@ -191,7 +193,8 @@ def test_deploy_trigger_with_override_then_bad_override_fails(stack: Stack, tmp_
     manifest = json.loads((registry / "tiny" / version / "manifest.json").read_text())
     assert manifest["pipeline"] == "tiny" and manifest["version"] == version
     assert {f["variant"] for f in manifest["files"].values()} == {"dr", "i8"}
-    with_override = load_spec(spec, [override]).spec.pipelines["tiny"].fingerprint()
+    with_override = load_spec(spec, ["pipelines.tiny.train.epochs=3"]).spec \
+        .pipelines["tiny"].fingerprint()
     assert manifest["spec_sha256"] == with_override  # the override reached the run
     assert with_override != load_spec(spec).spec.pipelines["tiny"].fingerprint()
     assert verify(registry) == []
@@ -230,7 +233,7 @@ def test_schedule_follows_pipelines_yaml(stack: Stack, tmp_path: Path):
         d = c.read_deployment_by_name(f"{FLOW}/nightly")
     assert d.global_concurrency_limit.limit == 1
     assert d.concurrency_options.collision_strategy.value == "ENQUEUE"
-    assert d.parameters == {"params": {"pipeline": "nightly", "spec_file": "pipelines.yaml",
+    assert d.parameters == {"target": {"pipeline": "nightly", "spec_file": "pipelines.yaml",
                                        "workspace": str(ws.resolve())}}
     assert d.pull_steps == [{"prefect.deployments.steps.set_working_directory":
                              {"directory": str(ws.resolve())}}]
@@ -245,15 +248,6 @@ def test_schedule_follows_pipelines_yaml(stack: Stack, tmp_path: Path):
     assert _schedules(stack, "nightly") == []
 
 
-def _sqlalchemy_21() -> bool:
-    import sqlalchemy
-
-    return tuple(int(p) for p in sqlalchemy.__version__.split(".")[:2]) >= (2, 1)
-
-
-@pytest.mark.xfail(_sqlalchemy_21(), strict=True, raises=AssertionError, reason=(
-    "Prefect 3.8.8's scheduler service cannot insert runs with SQLAlchemy 2.1 "
-    "(InvalidRequestError: Can't evaluate bulk DML statement); needs sqlalchemy<2.1"))
 def test_server_schedules_runs_and_drops_them_with_the_schedule(stack: Stack, tmp_path: Path):
     ws = tmp_path / "ws"
     spec = write_workspace(ws, _renamed("weekly", schedule={"cron": "0 4 * * 0"}))
@@ -263,7 +257,7 @@ def test_server_schedules_runs_and_drops_them_with_the_schedule(stack: Stack, tm
         from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
         from prefect.client.schemas.sorting import FlowRunSort
 
-        with stack.client() as c:  # sort and limit given: FastAPI >= 0.151 refuses null
+        with stack.client() as c:
             return c.read_flow_runs(deployment_filter=DeploymentFilter(
                 name=DeploymentFilterName(any_=["weekly"])),
                 sort=FlowRunSort.EXPECTED_START_TIME_ASC, limit=50)
@@ -287,22 +281,6 @@ def _snapshot(stack: Stack, name: str) -> dict[str, Any]:
             "schema": d.parameter_openapi_schema, "enforce": d.enforce_parameter_schema}
 
 
-def _rejects_null_limit(url: str) -> bool:
-    """FastAPI >= 0.151 validates an explicit JSON null instead of using the default, and
-    Prefect 3.8.8's client sends `"limit": null` when reading a pool's workers."""
-    import urllib.error
-    import urllib.request
-
-    req = urllib.request.Request(f"{url}/work_pools/{POOL}/workers/filter", method="POST",
-                                 data=b'{"limit": null}',
-                                 headers={"Content-Type": "application/json"})
-    try:
-        urllib.request.urlopen(req, timeout=10).close()
-        return False
-    except urllib.error.HTTPError as exc:
-        return exc.code == 422
-
-
 def test_prefect_deploy_all_matches_quantflow_deploy(stack: Stack):
     """The committed prefect.yaml, deployed with `prefect deploy --all` from the project
     folder, gives the deployments `quantflow deploy` gives for pipelines.yaml."""
@@ -311,9 +289,6 @@ def test_prefect_deploy_all_matches_quantflow_deploy(stack: Stack):
     ours = {n: _snapshot(stack, n) for n in names}
     done = stack.cli("prefect", "--no-prompt", "deploy", "--all", cwd=ROOT)
     output = done.stdout + done.stderr
-    assert _snapshot(stack, names[0]) == ours[names[0]], output
-    if done.returncode != 0 and _rejects_null_limit(stack.url):
-        pytest.xfail("`prefect deploy` stops after the first deployment: its client sends "
-                     "limit=null, which FastAPI >= 0.151 rejects (422); needs fastapi<0.151")
     assert done.returncode == 0, output
+    assert _snapshot(stack, names[0]) == ours[names[0]], output
     assert {n: _snapshot(stack, n) for n in names} == ours

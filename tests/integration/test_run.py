@@ -44,9 +44,10 @@ def test_run_publishes_then_failed_gate_keeps_alias(prefect_harness, tmp_path):
     assert "blocked" in out
 
 
-def test_bad_override_exits_2_and_writes_nothing(tmp_path):
+@pytest.mark.parametrize("override", ["pipelines.tiny.train.epochs=-1", "train.epochs=-1"])
+def test_bad_override_exits_2_and_writes_nothing(tmp_path, override):
     spec = write_workspace(tmp_path / "ws", tiny_spec())
-    code, out = quantflow("run", "--spec", str(spec), "--set", "pipelines.tiny.train.epochs=-1")
+    code, out = quantflow("run", "--spec", str(spec), "--set", override)
     assert code == EXIT_SPEC
     assert "pipelines.tiny.train.epochs" in out
     assert sorted(p.name for p in (tmp_path / "ws").iterdir()) == ["pipelines.yaml"]
