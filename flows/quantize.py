@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 
 from prefect import flow, get_run_logger
-from prefect.task_runners import ProcessPoolTaskRunner
+from prefect.futures import PrefectFuture, as_completed
 from pydantic import BaseModel, ConfigDict, Field
 
 import tasks
@@ -60,6 +60,17 @@ def _propagate_api_url() -> None:
         os.environ["PREFECT_API_URL"] = url
 
 
+def _report_progress(futures: dict[str, PrefectFuture]) -> None:
+    """One line as each parallel variant finishes, so a long run visibly moves."""
+    names = {f.task_run_id: name for name, f in futures.items()}
+    log = get_run_logger()
+    for i, f in enumerate(as_completed(list(futures.values())), 1):
+        f.wait()
+        outcome = "failed" if f.state.is_failed() else "done"
+        log.info("progress: %d/%d variants finished (%s %s)", i, len(futures),
+                 names.get(f.task_run_id, "?"), outcome)
+
+
 def _wire(plan: Plan) -> PublishRecord | None:
     ctx, run = plan.ctx, plan.stages
     prev: list = []
@@ -68,6 +79,7 @@ def _wire(plan: Plan) -> PublishRecord | None:
         if stage in run:
             prev = [task.submit(ctx, wait_for=prev)]
     variants = [tasks.quantize.submit(ctx, v, wait_for=prev) for v in plan.variants]
+    _report_progress(dict(zip(plan.variants, variants, strict=True)))
     for f in prev + variants:
         f.wait()  # a failed variant is recorded on disk; the gate fails it, the rest go on
     if prev and prev[0].state.is_failed():
@@ -78,8 +90,7 @@ def _wire(plan: Plan) -> PublishRecord | None:
     return publish.result() if publish else None
 
 
-@flow(name="quantize-pipeline", task_runner=ProcessPoolTaskRunner(
-    max_workers=2, initializer=tasks.warm_worker), validate_parameters=True)
+@flow(name="quantize-pipeline", task_runner=tasks.task_runner(2), validate_parameters=True)
 def quantize_pipeline(target: Target,
                       options: RunOptions = RunOptions()) -> RunSummary:  # noqa: B008 - frozen
     log = get_run_logger()

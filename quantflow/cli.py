@@ -20,8 +20,9 @@ from quantflow.specload import SpecError, load_spec
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Declarative, versioned TFLite quantization pipelines.")
-err = Console(stderr=True, soft_wrap=True)
-out = Console(soft_wrap=True)
+_WIDTH = None if sys.stdout.isatty() else 160  # logs and CI: do not squeeze tables to 80
+err = Console(stderr=True, soft_wrap=True, width=_WIDTH)
+out = Console(soft_wrap=True, width=_WIDTH)
 
 EXIT_OK, EXIT_ERROR, EXIT_SPEC, EXIT_BLOCKED, EXIT_VARIANT_FAILED, EXIT_BUSY = 0, 1, 2, 3, 4, 5
 

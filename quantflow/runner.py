@@ -32,15 +32,12 @@ def run_pipelines(spec: Path, overrides: list[str], names: list[str], *, force: 
         console.print(f"[green]{n}: up to date[/green] (inputs unchanged; nothing to do)")
     if not stale:
         return 0
-    from prefect.task_runners import ProcessPoolTaskRunner
-
     import tasks
     from flows.quantize import RunOptions, Target, quantize_pipeline
     from quantflow.server import prefect_api
 
     workers = plans[stale[0]].ctx.spec.execution.max_workers
-    flow = quantize_pipeline.with_options(task_runner=ProcessPoolTaskRunner(
-        max_workers=workers, initializer=tasks.warm_worker))
+    flow = quantize_pipeline.with_options(task_runner=tasks.task_runner(workers))
 
     codes = []
     with prefect_api() as url:

@@ -6,6 +6,7 @@ start another. We start one and export its URL so that the workers share it.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -46,11 +47,15 @@ def prefect_api() -> Iterator[str]:
 
 
 def _flush_api_logs() -> None:
-    """Ship buffered run logs before the server goes, and stop shipping after it."""
-    from prefect.logging.handlers import APILogHandler
+    """Ship buffered run logs before the server goes."""
+    from prefect.logging.handlers import APILogHandler, APILogWorker
 
     try:
-        APILogHandler.flush()
+        APILogWorker.drain_all(timeout=10)
     except Exception:  # noqa: BLE001 - best effort; the run itself is finished
         pass
-    os.environ["PREFECT_LOGGING_TO_API_ENABLED"] = "false"
+    # Later lines (the server's own "Stopping ...") must not be shipped to a stopped server.
+    for name in ("prefect", ""):
+        logger = logging.getLogger(name)
+        for handler in [h for h in logger.handlers if isinstance(h, APILogHandler)]:
+            logger.removeHandler(handler)

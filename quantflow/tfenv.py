@@ -7,6 +7,9 @@ level, so `quantflow validate`, `--help` and a no-op run never pay the multi-sec
 from __future__ import annotations
 
 import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import ModuleType
 
 
@@ -17,9 +20,28 @@ def configure_env() -> None:
     os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
 
+@contextmanager
+def _quiet_native_stderr() -> Iterator[None]:
+    """TensorFlow's C++ code prints CUDA/oneDNN notices to fd 2 before its logging is set up
+    (TF_CPP_MIN_LOG_LEVEL cannot silence them); hide them during the import only."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def tf_modules() -> tuple[ModuleType, ModuleType]:
     """Return (tensorflow, tf_keras) configured for Keras 2."""
     configure_env()
+    if "tensorflow" not in sys.modules and not os.environ.get("QUANTFLOW_TF_VERBOSE"):
+        with _quiet_native_stderr():
+            import tensorflow  # noqa: F401
     import tensorflow as tf
     import tf_keras
 

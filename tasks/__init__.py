@@ -6,8 +6,11 @@ StepContext and return small typed results; models travel as files, never as obj
 
 from __future__ import annotations
 
+from typing import Any
+
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.task_runners import ProcessPoolTaskRunner
 
 from quantflow.results import GateResult, PublishRecord, VariantMetrics
 from quantflow.steps import StepContext
@@ -20,8 +23,11 @@ def _key(pipeline: str, what: str) -> str:
 
 def warm_worker() -> None:
     """Process-pool initializer: pay the TensorFlow import once per worker, up front."""
+    import logging
+
     from quantflow.tfenv import tf_modules
 
+    logging.getLogger("quantflow").setLevel(logging.INFO)  # step progress reaches run logs
     tf_modules()
     import ai_edge_litert.interpreter  # noqa: F401
 
@@ -104,3 +110,24 @@ def publish(ctx: StepContext) -> PublishRecord:
     else:
         log.warning("publish %s: nothing published - %s", ctx.name, record.message)
     return record
+
+
+
+class QuickExitProcessPool(ProcessPoolTaskRunner):
+    """The process pool the flow runs its tasks on (spawn; TensorFlow pre-imported).
+
+    At exit it stops its idle workers instead of waiting for them: every task has reported its
+    state by then and task logs travel through the parent, while a worker's teardown after
+    TensorFlow (or a replacement worker importing TensorFlow again) costs seconds per run.
+    """
+
+    def __exit__(self, *exc: Any) -> None:
+        executor = getattr(self, "_executor", None)
+        for proc in list(getattr(executor, "_processes", {}).values()):
+            if proc.is_alive():
+                proc.terminate()
+        super().__exit__(*exc)
+
+
+def task_runner(max_workers: int = 2) -> QuickExitProcessPool:
+    return QuickExitProcessPool(max_workers=max_workers, initializer=warm_worker)
