@@ -14,7 +14,7 @@ from prefect.futures import PrefectFuture, as_completed
 from pydantic import BaseModel, ConfigDict, Field
 
 import tasks
-from quantflow.plan import Plan, finish_run, pipeline_lock, plan_run
+from quantflow.plan import Plan, finish_run, pipeline_lock, plan_run, record
 from quantflow.results import PublishRecord
 
 
@@ -60,15 +60,17 @@ def _propagate_api_url() -> None:
         os.environ["PREFECT_API_URL"] = url
 
 
-def _report_progress(futures: dict[str, PrefectFuture]) -> None:
-    """One line as each parallel variant finishes, so a long run visibly moves."""
+def _report_progress(plan: Plan, futures: dict[str, PrefectFuture]) -> None:
+    """As each parallel variant finishes: one progress line, and record it in DVC (a failed
+    variant is recorded too: its metrics file says why, and the gate fails it)."""
     names = {f.task_run_id: name for name, f in futures.items()}
     log = get_run_logger()
     for i, f in enumerate(as_completed(list(futures.values())), 1):
         f.wait()
+        name = names.get(f.task_run_id, "?")
         outcome = "failed" if f.state.is_failed() else "done"
-        log.info("progress: %d/%d variants finished (%s %s)", i, len(futures),
-                 names.get(f.task_run_id, "?"), outcome)
+        log.info("progress: %d/%d variants finished (%s %s)", i, len(futures), name, outcome)
+        record(plan, [f"quantize:{name}"])
 
 
 def _wire(plan: Plan) -> PublishRecord | None:
@@ -78,12 +80,10 @@ def _wire(plan: Plan) -> PublishRecord | None:
                         ("export", tasks.export)):
         if stage in run:
             prev = [task.submit(ctx, wait_for=prev)]
+            prev[0].result()  # raises if the step failed: the run is Failed
+            record(plan, [stage])
     variants = [tasks.quantize.submit(ctx, v, wait_for=prev) for v in plan.variants]
-    _report_progress(dict(zip(plan.variants, variants, strict=True)))
-    for f in prev + variants:
-        f.wait()  # a failed variant is recorded on disk; the gate fails it, the rest go on
-    if prev and prev[0].state.is_failed():
-        prev[0].result()  # an upstream step failed: raise its error, the run is Failed
+    _report_progress(plan, dict(zip(plan.variants, variants, strict=True)))
     gate = tasks.gate.submit(ctx) if "gate" in run else None
     publish = tasks.publish.submit(ctx, wait_for=[gate]) if gate and "publish" in run else (
         tasks.publish.submit(ctx) if "publish" in run else None)

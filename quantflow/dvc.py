@@ -112,24 +112,46 @@ def stale_stages(ctx: StepContext, spec_file: str) -> Stale | None:
                  variants=[s.variant for s in stages if s.variant and s.name in run])
 
 
-def commit_run(plan: Plan) -> None:
-    """Record what ran in dvc.lock and the DVC cache, then push if publish ran."""
+def _step_of(stage: Stage) -> str:
+    """The Plan.describe() name of a stage: "train", "quantize:int8", ..."""
+    return f"quantize:{stage.variant}" if stage.variant else stage.step
+
+
+def _commit(repo: Any, stages: list[Stage]) -> None:
+    failed = []
+    for s in stages:
+        try:
+            repo.commit(s.name, force=True)
+        except Exception as exc:  # DVC raises many types; report them all at once
+            failed.append(f"{s.name}: {type(exc).__name__}: {exc}")
+    if failed:
+        raise DvcError("dvc commit failed, so DVC will run these again:\n  "
+                       + "\n  ".join(failed))
+
+
+def record_steps(plan: Plan, steps: list[str]) -> None:
+    """Commit finished steps right away (from the one orchestrating process), so a run killed
+    later keeps them and the next run does not redo them."""
     stages = _tracked(plan.ctx, None)
     if stages is None:
         return
-    ws = plan.ctx.workspace
-    ran = [s for s in stages if (s.variant in plan.variants if s.variant
-                                 else s.step in plan.stages)]
-    failed = []
-    with _repo(ws) as repo:
-        for s in ran:
-            try:
-                repo.commit(s.name, force=True)
-            except Exception as exc:  # DVC raises many types; report them all at once
-                failed.append(f"{s.name}: {type(exc).__name__}: {exc}")
-        if failed:
-            raise DvcError("dvc commit failed, so DVC will run these again:\n  "
-                           + "\n  ".join(failed))
+    done = [s for s in stages if _step_of(s) in steps]
+    if done:
+        with _repo(plan.ctx.workspace) as repo:
+            _commit(repo, done)
+    plan.recorded.update(steps)
+
+
+def commit_run(plan: Plan) -> None:
+    """Record what ran (and was not recorded yet) in dvc.lock and the cache; push after
+    publish."""
+    stages = _tracked(plan.ctx, None)
+    if stages is None:
+        return
+    ran = set(plan.describe()) - plan.recorded
+    with _repo(plan.ctx.workspace) as repo:
+        _commit(repo, [s for s in stages if _step_of(s) in ran])
+        plan.recorded.update(ran)
         if "publish" in plan.stages:
             problem = _push(repo, [s.name for s in stages])
             if problem:

@@ -27,6 +27,7 @@ class Plan:
     ctx: StepContext
     stages: set[str]
     variants: list[str] = field(default_factory=list)
+    recorded: set[str] = field(default_factory=set)  # steps already committed to DVC
 
     def describe(self) -> list[str]:
         out = []
@@ -89,6 +90,13 @@ def plan_run(workspace: str | Path, spec_file: str, overrides: list[str], pipeli
     return Plan(ctx, stale.stages, stale.variants)
 
 
+def record(plan: Plan, steps: list[str]) -> None:
+    """Record finished steps in DVC now (see quantflow.dvc.record_steps)."""
+    from quantflow import dvc
+
+    dvc.record_steps(plan, steps)
+
+
 def finish_run(plan: Plan) -> list[str]:
     """Record the run in DVC (from this one process) and list the variants that failed."""
     from quantflow import dvc
@@ -100,6 +108,13 @@ def finish_run(plan: Plan) -> list[str]:
         if path.exists() and VariantMetrics.read(path).status == "failed":
             failed.append(v.name)
     return failed
+
+
+def check_not_running(workspace: str | Path, spec_file: str, overrides: list[str],
+                      pipeline: str) -> None:
+    """Raise PipelineBusy now, before a flow run is even created, if another run holds it."""
+    with pipeline_lock(workspace, spec_file, overrides, pipeline):
+        pass
 
 
 @contextmanager

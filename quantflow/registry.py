@@ -176,6 +176,7 @@ def publish(
     _check_inputs(gate, files, registry, alias, manifest_extra)
     registry.mkdir(parents=True, exist_ok=True)
     with _locked(registry):
+        _remove_leftovers(registry)
         tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=registry))
         final: Path | None = None
         try:
@@ -199,6 +200,15 @@ def publish(
         alias=alias,
         message=f"published {', '.join(names)}",
     )
+
+
+def _remove_leftovers(registry: Path) -> None:
+    """Temp folders of publishers killed mid-way. Safe under the lock: no one else builds."""
+    for leftover in registry.glob(".*"):
+        if leftover.is_symlink():  # a temp alias link (see _point_alias)
+            leftover.unlink(missing_ok=True)
+        elif leftover.is_dir() and leftover.name.startswith(".tmp-"):
+            shutil.rmtree(leftover, ignore_errors=True)
 
 
 def _entries(folder: Path) -> list[Path]:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from quantflow.plan import PipelineBusy, plan_run
+from quantflow.plan import PipelineBusy, check_not_running, plan_run
 
 
 def _exit_code(summary: object) -> int:
@@ -26,12 +26,21 @@ def run_pipelines(spec: Path, overrides: list[str], names: list[str], *, force: 
     from quantflow.cli import EXIT_BUSY, EXIT_ERROR
 
     workspace, spec_file = spec.parent.resolve(), spec.name
-    plans = {n: plan_run(workspace, spec_file, overrides, n, force=force) for n in names}
-    stale = [n for n in names if plans[n].describe()]
-    for n in sorted(set(names) - set(stale)):
+    codes: list[int] = []
+    free = []
+    for n in names:  # refuse before planning: an in-flight run makes any plan meaningless
+        try:
+            check_not_running(workspace, spec_file, overrides, n)
+            free.append(n)
+        except PipelineBusy as exc:
+            console.print(f"[red]{exc}[/red]")
+            codes.append(EXIT_BUSY)
+    plans = {n: plan_run(workspace, spec_file, overrides, n, force=force) for n in free}
+    stale = [n for n in free if plans[n].describe()]
+    for n in sorted(set(free) - set(stale)):
         console.print(f"[green]{n}: up to date[/green] (inputs unchanged; nothing to do)")
     if not stale:
-        return 0
+        return _worst(codes)
     import tasks
     from flows.quantize import RunOptions, Target, quantize_pipeline
     from quantflow.server import prefect_api
@@ -39,7 +48,6 @@ def run_pipelines(spec: Path, overrides: list[str], names: list[str], *, force: 
     workers = plans[stale[0]].ctx.spec.execution.max_workers
     flow = quantize_pipeline.with_options(task_runner=tasks.task_runner(workers))
 
-    codes = []
     with prefect_api() as url:
         console.print(f"Prefect API: {url}")
         for name in stale:

@@ -21,6 +21,17 @@ def _key(pipeline: str, what: str) -> str:
     return f"{pipeline.lower().replace('_', '-')}-{what}"
 
 
+def _die_with_parent() -> None:
+    """If the run is killed (even with kill -9), its workers must not go on writing."""
+    import ctypes
+    import signal
+    import sys
+
+    if sys.platform.startswith("linux"):
+        pr_set_pdeathsig = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+
 def warm_worker() -> None:
     """Process-pool initializer: pay the TensorFlow import once per worker, up front."""
     import logging
@@ -28,6 +39,7 @@ def warm_worker() -> None:
     from quantflow.tfenv import tf_modules
 
     logging.getLogger("quantflow").setLevel(logging.INFO)  # step progress reaches run logs
+    _die_with_parent()
     tf_modules()
     import ai_edge_litert.interpreter  # noqa: F401
 

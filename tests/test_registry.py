@@ -227,3 +227,16 @@ def test_verify_reports_an_unusable_manifest(files: dict[str, Path], folder: Pat
 def test_verify_refuses_a_missing_registry(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="no registry folder"):
         reg.verify(tmp_path / "typo")
+
+
+def test_publish_removes_leftovers_of_a_killed_publisher(files: dict[str, Path],
+                                                        folder: Path) -> None:
+    """A publisher killed mid-way leaves a temp folder and maybe a temp alias link."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / ".tmp-dead").mkdir()
+    (folder / ".tmp-dead" / "half.tflite").write_bytes(b"x")
+    os.symlink("nowhere", folder / ".latest.dead")
+    record = publish(files, folder)
+    assert record.status == "published"
+    assert not (folder / ".tmp-dead").exists()
+    assert not os.path.lexists(folder / ".latest.dead")

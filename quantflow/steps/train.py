@@ -48,6 +48,7 @@ def train_model(dataset: Path, model_spec: SeedCnnModel | MlpModel | PathModel, 
     if isinstance(model_spec, PathModel):
         model = models.load(model_spec, workspace)
         models.check_input_shape(model, x.shape[1:])
+        models.check_classes(model, classes)
         history: dict[str, list[float]] = {}
     else:
         keras.utils.set_random_seed(cfg.seed)
