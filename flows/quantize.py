@@ -84,10 +84,11 @@ def _wire(plan: Plan) -> PublishRecord | None:
             record(plan, [stage])
     variants = [tasks.quantize.submit(ctx, v, wait_for=prev) for v in plan.variants]
     _report_progress(plan, dict(zip(plan.variants, variants, strict=True)))
-    gate = tasks.gate.submit(ctx) if "gate" in run else None
-    publish = tasks.publish.submit(ctx, wait_for=[gate]) if gate and "publish" in run else (
-        tasks.publish.submit(ctx) if "publish" in run else None)
-    return publish.result() if publish else None
+    # gate and publish are light (no TensorFlow): they run in the flow's own process, so a
+    # gate-only change never spawns a worker or imports TensorFlow.
+    if "gate" in run:
+        tasks.gate(ctx)
+    return tasks.publish(ctx) if "publish" in run else None
 
 
 @flow(name="quantize-pipeline", task_runner=tasks.task_runner(2), validate_parameters=True)
