@@ -73,8 +73,18 @@ def _report_progress(plan: Plan, futures: dict[str, PrefectFuture]) -> None:
         record(plan, [f"quantize:{name}"])
 
 
+def _prespawn_workers(plan: Plan) -> None:
+    """Only when a TensorFlow step will run: a gate-only run must not start any worker."""
+    from prefect.context import FlowRunContext
+
+    runner = getattr(FlowRunContext.get(), "task_runner", None)
+    if plan.variants or plan.stages & {"prepare", "train", "export"}:
+        getattr(runner, "prespawn", lambda: None)()
+
+
 def _wire(plan: Plan) -> PublishRecord | None:
     ctx, run = plan.ctx, plan.stages
+    _prespawn_workers(plan)
     prev: list = []
     for stage, task in (("prepare", tasks.prepare), ("train", tasks.train),
                         ("export", tasks.export)):

@@ -6,6 +6,7 @@ StepContext and return small typed results; models travel as files, never as obj
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from prefect import get_run_logger, task
@@ -40,6 +41,11 @@ def warm_worker() -> None:
 
     logging.getLogger("quantflow").setLevel(logging.INFO)  # step progress reaches run logs
     _die_with_parent()
+    threads = int(os.environ.get("QUANTFLOW_TF_THREADS", "0"))
+    if threads:  # share the cores between workers instead of oversubscribing them
+        tf, _ = tf_modules()
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
     tf_modules()
     import ai_edge_litert.interpreter  # noqa: F401
 
@@ -133,6 +139,18 @@ class QuickExitProcessPool(ProcessPoolTaskRunner):
     TensorFlow (or a replacement worker importing TensorFlow again) costs seconds per run.
     """
 
+    def prespawn(self) -> None:
+        """Start every worker now, so all of them import TensorFlow while the first steps run.
+
+        The executor otherwise spawns workers on demand: the second one would start (and
+        spend ~10 s importing TensorFlow) only when the variants fan out, stealing CPU from
+        them instead of helping.
+        """
+        executor = getattr(self, "_executor", None)
+        if executor is not None:
+            for _ in range(self._max_workers):
+                executor.submit(int)  # a no-op; each submit with no idle worker spawns one
+
     def __exit__(self, *exc: Any) -> None:
         executor = getattr(self, "_executor", None)
         for proc in list(getattr(executor, "_processes", {}).values()):
@@ -142,4 +160,6 @@ class QuickExitProcessPool(ProcessPoolTaskRunner):
 
 
 def task_runner(max_workers: int = 2) -> QuickExitProcessPool:
+    """Workers split the machine's cores between them (TensorFlow would give each all)."""
+    os.environ["QUANTFLOW_TF_THREADS"] = str(max(1, (os.cpu_count() or 1) // max_workers))
     return QuickExitProcessPool(max_workers=max_workers, initializer=warm_worker)
