@@ -9,6 +9,7 @@ own scale and zero point, so an int8 model is scored on the same inputs as the f
 from __future__ import annotations
 
 import fcntl
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -173,7 +174,7 @@ def measure_latency(
     interpreter = _interpreter(tflite, cfg.threads)
     predict(interpreter, sample)  # sizes the input to batch 1 and sets it
     times = []
-    with _exclusive(lock):
+    with _exclusive(lock), _pinned(cfg.threads):
         for _ in range(cfg.warmup_runs):
             interpreter.invoke()
         for _ in range(cfg.timed_runs):
@@ -229,6 +230,21 @@ def _interpreter(tflite: Path, threads: int) -> Any:
     interpreter = Interpreter(model_path=str(tflite), num_threads=threads)
     interpreter.allocate_tensors()
     return interpreter
+
+
+@contextmanager
+def _pinned(threads: int) -> Iterator[None]:
+    """Single-threaded timing stays on one core: migrations between cores are the largest
+    source of run-to-run spread for microsecond-scale invocations."""
+    if threads != 1 or not hasattr(os, "sched_setaffinity"):
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(before)})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
 
 
 @contextmanager

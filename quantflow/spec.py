@@ -239,8 +239,8 @@ Variant = Annotated[
 # ----------------------------------------------------------------------------- evaluation
 class EvaluationSpec(Strict):
     threads: int = Field(1, ge=1, le=64, description="Interpreter threads (recorded).")
-    warmup_runs: int = Field(10, ge=0, le=10000, description="Untimed single-sample runs first.")
-    timed_runs: int = Field(100, ge=1, le=100000, description="Timed single-sample invocations.")
+    warmup_runs: int = Field(50, ge=0, le=10000, description="Untimed single-sample runs first.")
+    timed_runs: int = Field(500, ge=1, le=100000, description="Timed single-sample invocations.")
     batch_size: int = Field(256, ge=1, le=65536, description="Batch size for accuracy runs.")
 
 
