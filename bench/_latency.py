@@ -1,0 +1,32 @@
+"""Latency of .tflite models with quantflow's own measurement (quantflow.evaluate.measure_latency)
+and the evaluation settings of the workspace's pipeline (warm-up runs, timed runs, threads).
+
+bench/run_bench.py runs this twice in a row, in two fresh processes, and compares the p50s.
+
+    python bench/_latency.py WORKSPACE PIPELINE NAME=MODEL.tflite...
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from quantflow.evaluate import load_test_split, measure_latency
+from quantflow.plan import context
+
+
+def main(argv: list[str]) -> None:
+    workspace, pipeline, *models = argv
+    ctx = context(workspace, "pipelines.yaml", [], pipeline)
+    x, _, _ = load_test_split(ctx.paths.dataset)
+    out = {}
+    for item in models:
+        name, path = item.split("=", 1)
+        latency = measure_latency(Path(path), x[:1], ctx.pipeline.evaluation)
+        out[name] = latency.model_dump(mode="json")
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
