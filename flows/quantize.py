@@ -92,8 +92,10 @@ def _wire(plan: Plan) -> PublishRecord | None:
             prev = [task.submit(ctx, wait_for=prev)]
             prev[0].result()  # raises if the step failed: the run is Failed
             record(plan, [stage])
-    variants = [tasks.quantize.submit(ctx, v, wait_for=prev) for v in plan.variants]
-    _report_progress(plan, dict(zip(plan.variants, variants, strict=True)))
+    # Longest first (QAT trains), so it does not start last and leave a worker idle.
+    order = sorted(plan.variants, key=lambda v: ctx.pipeline.variant(v).kind != "qat")
+    variants = [tasks.quantize.submit(ctx, v, wait_for=prev) for v in order]
+    _report_progress(plan, dict(zip(order, variants, strict=True)))
     # gate and publish are light (no TensorFlow): they run in the flow's own process, so a
     # gate-only change never spawns a worker or imports TensorFlow.
     if "gate" in run:

@@ -152,8 +152,8 @@ def commit_run(plan: Plan) -> None:
     with _repo(plan.ctx.workspace) as repo:
         _commit(repo, [s for s in stages if _step_of(s) in ran])
         plan.recorded.update(ran)
-        if "publish" in plan.stages:
-            problem = _push(repo, [s.name for s in stages])
+        if "publish" in plan.stages:  # what earlier runs produced was pushed by them
+            problem = _push(repo, [s.name for s in stages if _step_of(s) in plan.describe()])
             if problem:
                 print(f"quantflow: {problem}", file=sys.stderr)
 
