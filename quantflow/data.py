@@ -7,7 +7,6 @@ used). Files are read without pickle.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -164,10 +163,3 @@ def calibration_samples(cal: CalibrationSpec, splits: Splits, workspace: Path) -
     idx = np.random.default_rng(cal.seed).choice(len(pool), size=cal.samples, replace=False)
     return pool[np.sort(idx)]
 
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()

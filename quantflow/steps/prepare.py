@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from quantflow import data
+from quantflow.registry import sha256_file
 from quantflow.results import Result
 from quantflow.steps import StepContext
 
@@ -49,8 +50,8 @@ def prepare(ctx: StepContext) -> PrepareInfo:
         source=spec.dataset.source, num_classes=splits.num_classes,
         input_shape=list(splits.x_train.shape[1:]), train_examples=len(splits.x_train),
         test_examples=len(splits.x_test), calibration_examples=len(calib),
-        dataset_sha256=data.file_sha256(p.dataset),
-        calibration_sha256=data.file_sha256(p.calibration),
+        dataset_sha256=sha256_file(p.dataset),
+        calibration_sha256=sha256_file(p.calibration),
     )
     info.write(p.prepare_info)
     return info
