@@ -41,12 +41,11 @@ def warm_worker() -> None:
 
     logging.getLogger("quantflow").setLevel(logging.INFO)  # step progress reaches run logs
     _die_with_parent()
+    tf, _ = tf_modules()
     threads = int(os.environ.get("QUANTFLOW_TF_THREADS", "0"))
     if threads:  # share the cores between workers instead of oversubscribing them
-        tf, _ = tf_modules()
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(threads)
-    tf_modules()
     import ai_edge_litert.interpreter  # noqa: F401
 
 
