@@ -1,4 +1,4 @@
-"""Latency of .tflite models with quantflow's own measurement (quantflow.evaluate.measure_latency)
+"""Latency of .tflite models with quantflow's own measurement (evaluate.measure_latency)
 and the evaluation settings of the workspace's pipeline (warm-up runs, timed runs, threads).
 
 bench/run_bench.py runs this twice in a row, in two fresh processes, and compares the p50s.
@@ -12,8 +12,8 @@ import json
 import sys
 from pathlib import Path
 
-from quantflow.evaluate import load_test_split, measure_latency
-from quantflow.plan import context
+from quantflow.domain.evaluate import load_test_split, measure_latency
+from quantflow.orchestration.plan import context
 
 
 def main(argv: list[str]) -> None:

@@ -53,7 +53,7 @@ FIRST_CONVERSION = """
 import time
 import tasks
 tasks.warm_worker()
-from quantflow.tfenv import tf_modules
+from quantflow.core.tfenv import tf_modules
 tf, keras = tf_modules()
 model = keras.Sequential([keras.layers.InputLayer(input_shape=(28, 28)),
                           keras.layers.Flatten(), keras.layers.Dense(10)])
@@ -77,7 +77,7 @@ def first_conversion(env: dict[str, str], cwd: Path) -> list[float]:
 
 def plan_seconds(env: dict[str, str], ws: Path, pipeline: str) -> float:
     """One plan_run (spec load + in-process `dvc status`), imports excluded."""
-    setup = "from quantflow.plan import plan_run; import dvc.repo"
+    setup = "from quantflow.orchestration.plan import plan_run; import dvc.repo"
     code = f"plan_run({str(ws)!r}, 'pipelines.yaml', [], {pipeline!r})"
     out = subprocess.run([PY, "-c", setup + "\n" + TIMED.format(code=code)], env=env, cwd=ws,
                          capture_output=True, text=True, timeout=600)

@@ -25,7 +25,7 @@ EXTRA_VARIANTS = [
 def repo_pipeline() -> dict:
     """The `mnist` pipeline of this repository's pipelines.yaml, as written there (read with
     quantflow's own loader), so the benchmark always runs the pipeline the project ships."""
-    from quantflow.specload import load_spec
+    from quantflow.core.specload import load_spec
 
     spec = load_spec(ROOT / "pipelines.yaml").spec
     return spec.pipelines[PIPELINE].model_dump(mode="json", exclude_unset=True)

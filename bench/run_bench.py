@@ -196,10 +196,10 @@ def latency_repeat(b: Bench, ws: Path) -> dict:
 def chance_demo(ws: Path) -> dict:
     """The seeds' broken QAT number (0.1006 on 10 classes) against quantflow's gate with every
     threshold removed: only the built-in chance-level check is left, and it must fail."""
-    from quantflow.gate import decide
-    from quantflow.results import VariantMetrics
-    from quantflow.spec import GateSpec
-    from quantflow.specload import load_spec
+    from quantflow.core.results import VariantMetrics
+    from quantflow.core.spec import GateSpec
+    from quantflow.core.specload import load_spec
+    from quantflow.domain.gate import decide
 
     spec = load_spec(ws / "pipelines.yaml").spec.pipelines[wsp.PIPELINE]
     permissive = spec.model_copy(update={"gate": GateSpec()})

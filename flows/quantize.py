@@ -2,7 +2,7 @@
 
 The flow parameters are pydantic models, so deployments validate them and the Prefect UI shows a
 form: ``target`` (a deployment's defaults) and ``options`` (what a trigger changes). Which
-stages run comes from ``quantflow.plan`` (DVC decides what is stale).
+stages run comes from ``quantflow.orchestration.plan`` (DVC decides what is stale).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from prefect.futures import PrefectFuture, as_completed
 from pydantic import BaseModel, ConfigDict, Field
 
 import tasks
-from quantflow.plan import Plan, finish_run, pipeline_lock, plan_run, record
-from quantflow.results import PublishRecord
+from quantflow.core.results import PublishRecord
+from quantflow.orchestration.plan import Plan, finish_run, pipeline_lock, plan_run, record
 
 
 class Target(BaseModel):

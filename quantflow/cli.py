@@ -16,7 +16,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from quantflow.specload import SpecError, load_spec
+from quantflow.core.specload import SpecError, load_spec
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Declarative, versioned TFLite quantization pipelines.")
@@ -54,7 +54,7 @@ def validate(file: Annotated[Path, typer.Argument(help="Spec file.")] = Path("pi
 def schema(output: Annotated[Path, typer.Option("--output", "-o")] =
            Path("pipelines.schema.json")) -> None:
     """Write the JSON Schema of pipelines.yaml (for editor completion)."""
-    from quantflow.schema import json_schema
+    from quantflow.core.schema import json_schema
 
     output.write_text(json.dumps(json_schema(), indent=2) + "\n")
     out.print(f"wrote {output}")
@@ -68,7 +68,7 @@ def step(stage: Annotated[str, typer.Argument(help="prepare|train|export|quantiz
     """Run one stage of one pipeline in this process (what dvc.yaml stages call)."""
     import logging
 
-    from quantflow.plan import context
+    from quantflow.orchestration.plan import context
 
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     from quantflow.steps import STAGES
@@ -96,8 +96,8 @@ def run(pipelines: Annotated[list[str] | None, typer.Argument(help="Pipelines (d
         = None, spec: SpecOpt = Path("pipelines.yaml"), set_: SetOpt = None,
         force: Annotated[bool, typer.Option(help="Re-run every stage.")] = False) -> None:
     """Run pipelines as Prefect flow runs; only stale stages run again."""
-    from quantflow.plan import context
-    from quantflow.runner import run_pipelines
+    from quantflow.orchestration.plan import context
+    from quantflow.orchestration.runner import run_pipelines
 
     try:
         loaded = load_spec(spec, pipelines=[])
@@ -118,7 +118,7 @@ def run(pipelines: Annotated[list[str] | None, typer.Argument(help="Pipelines (d
 def verify(registry: Annotated[Path, typer.Argument(help="Registry folder.")] = Path("registry")
            ) -> None:
     """Re-hash every published file against its manifest; exit 1 on any problem."""
-    from quantflow.registry import verify as verify_registry
+    from quantflow.domain.registry import verify as verify_registry
 
     try:
         problems = verify_registry(registry)
@@ -137,7 +137,7 @@ def dvc_yaml(spec: SpecOpt = Path("pipelines.yaml"),
              check: Annotated[bool, typer.Option(help="Exit 1 if dvc.yaml is out of date.")]
              = False) -> None:
     """Generate dvc.yaml (one stage per step of each pipeline) from the spec."""
-    from quantflow.dvcgen import write_dvc_yaml
+    from quantflow.versioning.dvcgen import write_dvc_yaml
 
     try:
         loaded = load_spec(spec, pipelines=[])  # generating reads no data files
@@ -158,7 +158,7 @@ def deploy(pipelines: Annotated[list[str] | None, typer.Argument(help="Default: 
                "--prefect-yaml", help="Only write prefect.yaml (every pipeline) beside the spec, "
                "for `prefect deploy --all`.")] = False) -> None:
     """Create/update one Prefect deployment per pipeline, with its schedule."""
-    from quantflow import deploy as deployments
+    from quantflow.orchestration import deploy as deployments
 
     if prefect_yaml and pipelines:
         err.print("--prefect-yaml describes every pipeline of the spec; name none")
@@ -181,7 +181,7 @@ def deploy(pipelines: Annotated[list[str] | None, typer.Argument(help="Default: 
 def serve(port: Annotated[int, typer.Option(help="Prefect server port (127.0.0.1).")] = 4200,
           pool: Annotated[str, typer.Option(help="Process work pool.")] = "quantflow") -> None:
     """Start a Prefect server on 127.0.0.1 (SQLite) and a process worker; Ctrl-C stops both."""
-    from quantflow.deploy import serve as serve_local
+    from quantflow.orchestration.deploy import serve as serve_local
 
     raise typer.Exit(serve_local(port, pool, console=out))
 

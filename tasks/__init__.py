@@ -13,7 +13,7 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.task_runners import ProcessPoolTaskRunner
 
-from quantflow.results import GateResult, PublishRecord, VariantMetrics
+from quantflow.core.results import GateResult, PublishRecord, VariantMetrics
 from quantflow.steps import StepContext
 
 
@@ -37,7 +37,7 @@ def warm_worker() -> None:
     """Process-pool initializer: pay the TensorFlow import once per worker, up front."""
     import logging
 
-    from quantflow.tfenv import tf_modules
+    from quantflow.core.tfenv import tf_modules
 
     logging.getLogger("quantflow").setLevel(logging.INFO)  # step progress reaches run logs
     _die_with_parent()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from quantflow.tfenv import configure_env
+from quantflow.core.tfenv import configure_env
 
 configure_env()
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -21,7 +21,7 @@ def prefect_harness():
     """A real Prefect API (SQLite, subprocess server) shared by every test that needs one."""
     from prefect.testing.utilities import prefect_test_harness
 
-    from quantflow.server import quiet_prefect_env
+    from quantflow.orchestration.server import quiet_prefect_env
 
     quiet_prefect_env()
     with prefect_test_harness(server_startup_timeout=120):

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from quantflow import data
-from quantflow.data import DataError
-from quantflow.spec import CalibrationSpec, IdxDataset, NpzDataset
+from quantflow.core.spec import CalibrationSpec, IdxDataset, NpzDataset
+from quantflow.domain import data
+from quantflow.domain.data import DataError
 
 
 def digits_like(n: int = 40, classes: int = 4) -> tuple[np.ndarray, np.ndarray]:
@@ -232,8 +232,8 @@ def test_seed_cnn_refuses_1d_data_without_importing_tensorflow():
     """The shape check runs before TensorFlow is imported (so it is cheap and early)."""
     import sys
 
-    from quantflow.models import ModelError, build
-    from quantflow.spec import SeedCnnModel
+    from quantflow.core.spec import SeedCnnModel
+    from quantflow.domain.models import ModelError, build
 
     had_tf = "tensorflow" in sys.modules
     with pytest.raises(ModelError, match=r"seed_cnn expects 2-D images \(H, W\), the data has "
@@ -247,9 +247,9 @@ def test_seed_cnn_refuses_1d_data_without_importing_tensorflow():
 
 def test_user_model_refuses_data_of_another_shape(tmp_path):
     """model: {path: ...} is not rebuilt for the data, so the shapes must agree up front."""
-    from quantflow.models import ModelError, check_classes, check_input_shape, load
-    from quantflow.spec import PathModel
-    from quantflow.tfenv import tf_modules
+    from quantflow.core.spec import PathModel
+    from quantflow.core.tfenv import tf_modules
+    from quantflow.domain.models import ModelError, check_classes, check_input_shape, load
 
     _, keras = tf_modules()
     model = keras.Sequential([keras.layers.InputLayer(input_shape=(28, 28)),

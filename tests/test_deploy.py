@@ -1,4 +1,4 @@
-"""quantflow.deploy without a server: the deployment objects and prefect.yaml built from a spec."""
+"""quantflow.orchestration.deploy without a server: deployments and prefect.yaml from a spec."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 import yaml
 from rich.console import Console
 
-from quantflow import deploy
-from quantflow.specload import load_spec
+from quantflow.core.specload import load_spec
+from quantflow.orchestration import deploy
 from tests.tiny import tiny_spec, write_workspace
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,10 +9,10 @@ import dpath
 import pytest
 import yaml
 
-from quantflow.dvc import _with_downstream
-from quantflow.dvcgen import Stage, all_stages, pipeline_stages, render, write_dvc_yaml
-from quantflow.paths import pipeline_paths
-from quantflow.specload import load_spec
+from quantflow.core.paths import pipeline_paths
+from quantflow.core.specload import load_spec
+from quantflow.versioning.dvc import _with_downstream
+from quantflow.versioning.dvcgen import Stage, all_stages, pipeline_stages, render, write_dvc_yaml
 from tests.tiny import tiny_spec, write_workspace
 
 ROOT = Path(__file__).resolve().parents[1]

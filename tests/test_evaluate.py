@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from quantflow.evaluate import dequantize, evaluate_tflite, load_test_split, quantize
-from quantflow.spec import EvaluationSpec, Int8Variant
+from quantflow.core.spec import EvaluationSpec, Int8Variant
+from quantflow.domain.evaluate import dequantize, evaluate_tflite, load_test_split, quantize
 from quantflow.variants import ConvertInputs, converter
 
 CFG = EvaluationSpec(threads=1, warmup_runs=2, timed_runs=20, batch_size=8)

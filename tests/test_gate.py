@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from quantflow.gate import decide
-from quantflow.results import GateResult, Latency, VariantMetrics
-from quantflow.spec import PipelineSpec
+from quantflow.core.results import GateResult, Latency, VariantMetrics
+from quantflow.core.spec import PipelineSpec
+from quantflow.domain.gate import decide
 
 ALL_THRESHOLDS = {
     "min_accuracy": 0.9,

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from quantflow.models import ModelError, load
-from quantflow.spec import PathModel
-from quantflow.tfenv import tf_modules
+from quantflow.core.spec import PathModel
+from quantflow.core.tfenv import tf_modules
+from quantflow.domain.models import ModelError, load
 
 
 def load_path(ws: Path, name: str):

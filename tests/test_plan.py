@@ -1,4 +1,4 @@
-"""quantflow.plan without DVC or TensorFlow: overrides relative to the run's pipeline."""
+"""quantflow.orchestration.plan without DVC or TensorFlow: overrides relative to the pipeline."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from quantflow.plan import context, pipeline_overrides
-from quantflow.specload import SpecError
+from quantflow.core.specload import SpecError
+from quantflow.orchestration.plan import context, pipeline_overrides
 from tests.tiny import write_workspace
 
 

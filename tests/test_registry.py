@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from quantflow import registry as reg
-from quantflow.results import GateResult, VariantDecision
+from quantflow.core.results import GateResult, VariantDecision
+from quantflow.domain import registry as reg
 
 EXTRA = {
     "spec_sha256": "ab" * 32,
@@ -161,8 +161,8 @@ def test_concurrent_threads_publish_distinct_complete_versions(
 PUBLISHER = """
 import sys
 from pathlib import Path
-from quantflow.registry import publish
-from quantflow.results import GateResult, VariantDecision
+from quantflow.domain.registry import publish
+from quantflow.core.results import GateResult, VariantDecision
 gate = GateResult(pipeline="digits", selected=["i8"],
                   decisions=[VariantDecision(name="i8", passed=True, reason="ok")])
 for _ in range(3):

@@ -12,8 +12,7 @@ from typing import Any
 
 import pytest
 
-from quantflow import report
-from quantflow.results import (
+from quantflow.core.results import (
     Check,
     GateResult,
     Latency,
@@ -21,6 +20,7 @@ from quantflow.results import (
     VariantDecision,
     VariantMetrics,
 )
+from quantflow.domain import report
 
 
 def metrics(name: str, kind: str, accuracy: float, size: int, **kw: Any) -> VariantMetrics:
@@ -171,7 +171,7 @@ def test_writes_are_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
 
 def test_gate_report_and_registry_import_without_tensorflow() -> None:
     code = (
-        "import sys, quantflow.gate, quantflow.report, quantflow.registry\n"
+        "import sys, quantflow.domain.gate, quantflow.domain.report, quantflow.domain.registry\n"
         "assert not [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'tf_keras')]\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

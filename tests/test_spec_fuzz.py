@@ -21,8 +21,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from quantflow import spec as spec_module
-from quantflow.specload import LoadedSpec, SpecError, load_spec
+from quantflow.core import spec as spec_module
+from quantflow.core.specload import LoadedSpec, SpecError, load_spec
 from tests.tiny import TINY
 
 FUZZ = settings(max_examples=120, deadline=None, derandomize=True,

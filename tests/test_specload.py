@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from quantflow.specload import SpecError, load_spec
+from quantflow.core.specload import SpecError, load_spec
 from tests.tiny import TINY, write_workspace
 
 ROOT = Path(__file__).resolve().parents[1]

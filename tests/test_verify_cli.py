@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from quantflow import registry as reg
 from quantflow.cli import EXIT_ERROR, EXIT_OK, app
-from quantflow.results import GateResult, VariantDecision
+from quantflow.core.results import GateResult, VariantDecision
+from quantflow.domain import registry as reg
 
 
 def verify(path: Path) -> tuple[int, str]:

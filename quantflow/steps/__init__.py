@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from quantflow.paths import PipelinePaths, pipeline_paths
-from quantflow.spec import PipelineSpec, Spec
+from quantflow.core.paths import PipelinePaths, pipeline_paths
+from quantflow.core.spec import PipelineSpec, Spec
 
 STAGES = ("prepare", "train", "export", "quantize", "gate", "publish")
 

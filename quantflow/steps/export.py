@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
 from pathlib import Path
 
-from quantflow.results import VariantMetrics
-from quantflow.spec import EvaluationSpec
+from quantflow.core import io
+from quantflow.core.results import VariantMetrics
+from quantflow.core.spec import EvaluationSpec
+from quantflow.core.tfenv import tf_modules
 from quantflow.steps import StepContext
-from quantflow.tfenv import tf_modules
 
 
 def export_model(trained: Path, saved_model: Path, float_tflite: Path) -> float:
@@ -18,21 +17,14 @@ def export_model(trained: Path, saved_model: Path, float_tflite: Path) -> float:
     tf, keras = tf_modules()
     start = time.perf_counter()
     model = keras.models.load_model(trained, compile=False)
-    tmp_dir = saved_model.with_name(f".{saved_model.name}.{os.getpid()}.tmp")
-    shutil.rmtree(tmp_dir, ignore_errors=True)
-    tf.saved_model.save(model, str(tmp_dir))
-    shutil.rmtree(saved_model, ignore_errors=True)
-    os.replace(tmp_dir, saved_model)
-    blob = tf.lite.TFLiteConverter.from_keras_model(model).convert()
-    tmp = float_tflite.with_name(f".{float_tflite.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(blob)
-    os.replace(tmp, float_tflite)
+    io.replace_dir(saved_model, lambda tmp: tf.saved_model.save(model, str(tmp)))
+    io.write_bytes(float_tflite, tf.lite.TFLiteConverter.from_keras_model(model).convert())
     return time.perf_counter() - start
 
 
 def evaluate_baseline(float_tflite: Path, dataset: Path, cfg: EvaluationSpec, out: Path,
                       latency_lock: Path | None = None) -> VariantMetrics:
-    from quantflow.evaluate import evaluate_tflite
+    from quantflow.domain.evaluate import evaluate_tflite
 
     metrics = evaluate_tflite(float_tflite, dataset, cfg, name="float", kind="float",
                               latency_lock=latency_lock)

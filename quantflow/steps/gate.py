@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from quantflow import report
-from quantflow.gate import decide
-from quantflow.results import GateResult, VariantMetrics
+from quantflow.core.results import GateResult, VariantMetrics
+from quantflow.domain import report
+from quantflow.domain.gate import decide
 from quantflow.steps import StepContext
 
 

@@ -10,12 +10,13 @@ import subprocess
 import sys
 from typing import Any
 
-from quantflow import dvc, registry
-from quantflow.results import GateResult, PublishRecord
+from quantflow.core.results import GateResult, PublishRecord
+from quantflow.core.tfenv import versions
+from quantflow.domain import registry
 from quantflow.steps import StepContext
 from quantflow.steps.gate import load_metrics
 from quantflow.steps.prepare import PrepareInfo
-from quantflow.tfenv import versions
+from quantflow.versioning import dvc
 
 
 def _git_commit(ctx: StepContext) -> str | None:

@@ -7,13 +7,13 @@ import shutil
 import time
 import traceback
 
-from quantflow.results import VariantMetrics
+from quantflow.core.results import VariantMetrics
 from quantflow.steps import StepContext
 from quantflow.variants import ConvertInputs, converter
 
 
 def quantize(ctx: StepContext, variant_name: str) -> VariantMetrics:
-    from quantflow.evaluate import evaluate_tflite
+    from quantflow.domain.evaluate import evaluate_tflite
 
     p, spec = ctx.paths, ctx.pipeline
     variant = spec.variant(variant_name)

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from quantflow import models
-from quantflow.results import Result
-from quantflow.spec import MlpModel, PathModel, SeedCnnModel, TrainSpec
+from quantflow.core import io
+from quantflow.core.results import Result
+from quantflow.core.spec import MlpModel, PathModel, SeedCnnModel, TrainSpec
+from quantflow.core.tfenv import tf_modules
+from quantflow.domain import models
 from quantflow.steps import StepContext
-from quantflow.tfenv import tf_modules
 
 log = logging.getLogger("quantflow.train")
 
@@ -42,8 +40,8 @@ def train_model(dataset: Path, model_spec: SeedCnnModel | MlpModel | PathModel, 
                 out: Path, workspace: Path) -> TrainInfo:
     """Fit (or load) the model and save it as a .keras file at ``out``."""
     tf, keras = tf_modules()
-    with np.load(dataset, allow_pickle=False) as z:
-        x, y, classes = z["x_train"], z["y_train"], int(z["num_classes"])
+    prepared = io.load_dataset(dataset)
+    x, y, classes = prepared.x_train, prepared.y_train, prepared.num_classes
     start = time.perf_counter()
     if isinstance(model_spec, PathModel):
         model = models.load(model_spec, workspace)
@@ -60,10 +58,8 @@ def train_model(dataset: Path, model_spec: SeedCnnModel | MlpModel | PathModel, 
                         validation_split=cfg.validation_split, verbose=0, shuffle=True,
                         callbacks=[_progress(keras, cfg.epochs)])
         history = {k: [float(v) for v in vals] for k, vals in fit.history.items()}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp.keras")
-    model.save(tmp)
-    os.replace(tmp, out)
+    with io.atomic_path(out, ".keras") as tmp:
+        model.save(tmp)
     return TrainInfo(trained=not isinstance(model_spec, PathModel), epochs=cfg.epochs,
                      seconds=round(time.perf_counter() - start, 3),
                      params=int(model.count_params()), history=history)

@@ -2,7 +2,7 @@
 
 Each module exposes ``convert(inputs: ConvertInputs, variant, out: Path) -> Path`` that writes
 one .tflite file to ``out`` and returns it. Adding a kind = one new module + one row in
-``REGISTRY`` + one class in the ``Variant`` union of ``quantflow.spec``;
+``REGISTRY`` + one class in the ``Variant`` union of ``quantflow.core.spec``;
 ``tests/variants/test_registry.py`` checks that the three agree.
 """
 
@@ -14,7 +14,7 @@ from importlib import import_module
 from pathlib import Path
 from typing import Any
 
-from quantflow.spec import TrainSpec
+from quantflow.core.spec import TrainSpec
 
 
 @dataclass(frozen=True)

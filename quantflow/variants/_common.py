@@ -1,20 +1,20 @@
 """Helpers every converter shares, kept here so each kind's module is only its converter settings.
 
-Nothing here imports TensorFlow at module level: :func:`quantflow.tfenv.tf_modules` is called
+Nothing here imports TensorFlow at module level: :func:`quantflow.core.tfenv.tf_modules` is called
 inside the functions, so importing a kind's module stays cheap.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from quantflow.spec import TrainSpec
-from quantflow.tfenv import tf_modules
+from quantflow.core import io
+from quantflow.core.spec import TrainSpec
+from quantflow.core.tfenv import tf_modules
 from quantflow.variants import ConvertInputs
 
 # Integer io_type names of the spec; each is also the `tf` dtype attribute of the same name.
@@ -42,10 +42,7 @@ def representative_dataset(calibration: Path) -> Callable[[], Iterator[list[np.n
     One sample per call matches the converter's calibration loop, which feeds each yielded
     list as the model's inputs for a single invocation.
     """
-    with np.load(calibration, allow_pickle=False) as npz:
-        x = np.asarray(npz["x"], dtype=np.float32)
-    if len(x) == 0:
-        raise ValueError(f"{calibration}: calibration set 'x' is empty")
+    x = io.load_calibration(calibration)
 
     def gen() -> Iterator[list[np.ndarray]]:
         for i in range(len(x)):
@@ -75,16 +72,3 @@ def make_optimizer(train: TrainSpec, learning_rate: float | None = None) -> Any:
         "rmsprop": keras.optimizers.RMSprop,
     }
     return classes[train.optimizer](learning_rate=learning_rate or train.learning_rate)
-
-
-def write_atomic(data: bytes, out: Path) -> Path:
-    """Write ``data`` to ``out`` via a temp file and rename, so a kill never leaves half a model."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return out

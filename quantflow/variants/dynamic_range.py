@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from quantflow.spec import DynamicRangeVariant
-from quantflow.tfenv import tf_modules
+from quantflow.core import io
+from quantflow.core.spec import DynamicRangeVariant
+from quantflow.core.tfenv import tf_modules
 from quantflow.variants import ConvertInputs
-from quantflow.variants._common import keras_converter, load_model, write_atomic
+from quantflow.variants._common import keras_converter, load_model
 
 
 def convert(inputs: ConvertInputs, variant: DynamicRangeVariant, out: Path) -> Path:
@@ -15,4 +16,4 @@ def convert(inputs: ConvertInputs, variant: DynamicRangeVariant, out: Path) -> P
     tf, _ = tf_modules()
     converter = keras_converter(load_model(inputs))
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    return write_atomic(converter.convert(), out)
+    return io.write_bytes(out, converter.convert())

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from quantflow.spec import Float16Variant
-from quantflow.tfenv import tf_modules
+from quantflow.core import io
+from quantflow.core.spec import Float16Variant
+from quantflow.core.tfenv import tf_modules
 from quantflow.variants import ConvertInputs
-from quantflow.variants._common import keras_converter, load_model, write_atomic
+from quantflow.variants._common import keras_converter, load_model
 
 
 def convert(inputs: ConvertInputs, variant: Float16Variant, out: Path) -> Path:
@@ -16,4 +17,4 @@ def convert(inputs: ConvertInputs, variant: Float16Variant, out: Path) -> Path:
     converter = keras_converter(load_model(inputs))
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.target_spec.supported_types = [tf.float16]
-    return write_atomic(converter.convert(), out)
+    return io.write_bytes(out, converter.convert())

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from quantflow.spec import Int16x8Variant
-from quantflow.tfenv import tf_modules
+from quantflow.core import io
+from quantflow.core.spec import Int16x8Variant
+from quantflow.core.tfenv import tf_modules
 from quantflow.variants import ConvertInputs
 from quantflow.variants._common import (
     keras_converter,
     load_model,
     representative_dataset,
     set_io_type,
-    write_atomic,
 )
 
 
@@ -29,4 +29,4 @@ def convert(inputs: ConvertInputs, variant: Int16x8Variant, out: Path) -> Path:
         supported.append(ops.TFLITE_BUILTINS)
     converter.target_spec.supported_ops = supported
     set_io_type(converter, variant.io_type)
-    return write_atomic(converter.convert(), out)
+    return io.write_bytes(out, converter.convert())

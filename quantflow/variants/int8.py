@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from quantflow.spec import Int8Variant
-from quantflow.tfenv import tf_modules
+from quantflow.core import io
+from quantflow.core.spec import Int8Variant
+from quantflow.core.tfenv import tf_modules
 from quantflow.variants import ConvertInputs
 from quantflow.variants._common import (
     keras_converter,
     load_model,
     representative_dataset,
     set_io_type,
-    write_atomic,
 )
 
 
@@ -25,4 +25,4 @@ def convert(inputs: ConvertInputs, variant: Int8Variant, out: Path) -> Path:
     converter.representative_dataset = representative_dataset(inputs.calibration)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     set_io_type(converter, variant.io_type)
-    return write_atomic(converter.convert(), out)
+    return io.write_bytes(out, converter.convert())

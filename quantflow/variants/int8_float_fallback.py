@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from quantflow.spec import Int8FloatFallbackVariant
-from quantflow.tfenv import tf_modules
+from quantflow.core import io
+from quantflow.core.spec import Int8FloatFallbackVariant
+from quantflow.core.tfenv import tf_modules
 from quantflow.variants import ConvertInputs
 from quantflow.variants._common import (
     keras_converter,
     load_model,
     representative_dataset,
-    write_atomic,
 )
 
 
@@ -21,4 +21,4 @@ def convert(inputs: ConvertInputs, variant: Int8FloatFallbackVariant, out: Path)
     converter = keras_converter(load_model(inputs))
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = representative_dataset(inputs.calibration)
-    return write_atomic(converter.convert(), out)
+    return io.write_bytes(out, converter.convert())

@@ -9,10 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from quantflow.spec import QatVariant
-from quantflow.tfenv import tf_modules
+from quantflow.core import io
+from quantflow.core.spec import QatVariant
+from quantflow.core.tfenv import tf_modules
 from quantflow.variants import ConvertInputs
 from quantflow.variants._common import (
     keras_converter,
@@ -20,7 +19,6 @@ from quantflow.variants._common import (
     make_optimizer,
     representative_dataset,
     set_io_type,
-    write_atomic,
 )
 
 
@@ -33,8 +31,8 @@ def fine_tune(inputs: ConvertInputs, variant: QatVariant) -> Any:
 
     _, keras = tf_modules()
     keras.utils.set_random_seed(inputs.train.seed)
-    with np.load(inputs.dataset, allow_pickle=False) as npz:
-        x, y = np.asarray(npz["x_train"], np.float32), np.asarray(npz["y_train"], np.int64)
+    data = io.load_dataset(inputs.dataset)
+    x, y = data.x_train, data.y_train
     model = tfmot.quantization.keras.quantize_model(load_model(inputs))
     model.compile(
         optimizer=make_optimizer(inputs.train, variant.learning_rate),
@@ -55,4 +53,4 @@ def convert(inputs: ConvertInputs, variant: QatVariant, out: Path) -> Path:
         converter.representative_dataset = representative_dataset(inputs.calibration)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         set_io_type(converter, variant.io_type)
-    return write_atomic(converter.convert(), out)
+    return io.write_bytes(out, converter.convert())

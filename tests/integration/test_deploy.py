@@ -24,8 +24,8 @@ from uuid import UUID
 
 import pytest
 
-from quantflow.registry import resolve_alias, verify
-from quantflow.specload import load_spec
+from quantflow.core.specload import load_spec
+from quantflow.domain.registry import resolve_alias, verify
 from tests.tiny import tiny_spec, write_workspace
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(2400)]

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from quantflow.dvc import Stale, commit_run, md5_of, stale_stages
-from quantflow.plan import Plan, context
+from quantflow.orchestration.plan import Plan, context
 from quantflow.steps import STAGES
+from quantflow.versioning.dvc import Stale, commit_run, md5_of, stale_stages
 from tests.tiny import tiny_spec, write_workspace
 
 pytestmark = pytest.mark.integration

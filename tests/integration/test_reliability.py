@@ -26,7 +26,7 @@ import pytest
 from typer.testing import CliRunner
 
 from quantflow.cli import EXIT_BUSY, EXIT_OK, EXIT_VARIANT_FAILED, app
-from quantflow.registry import list_versions, resolve_alias, verify
+from quantflow.domain.registry import list_versions, resolve_alias, verify
 from tests.tiny import tiny_spec, write_workspace
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -43,7 +43,7 @@ def conv3d_model(path: Path) -> None:
     int16x8 conversion fails and int8 conversion keeps float weights; dynamic range works."""
     from sklearn.datasets import load_digits
 
-    from quantflow.tfenv import tf_modules
+    from quantflow.core.tfenv import tf_modules
 
     _, keras = tf_modules()
     digits = load_digits()

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from quantflow.cli import EXIT_BLOCKED, EXIT_SPEC, app
-from quantflow.registry import list_versions, resolve_alias, verify
+from quantflow.domain.registry import list_versions, resolve_alias, verify
 from tests.tiny import tiny_spec, write_workspace
 
 pytestmark = pytest.mark.integration

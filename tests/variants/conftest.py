@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from quantflow.spec import TrainSpec
-from quantflow.tfenv import configure_env
+from quantflow.core.spec import TrainSpec
+from quantflow.core.tfenv import configure_env
 from quantflow.variants import ConvertInputs
 
 configure_env()
@@ -38,7 +38,7 @@ def build_inputs(root: Path) -> ConvertInputs:
     """Train the tiny CNN for one epoch and write .keras, SavedModel, dataset and calibration."""
     from sklearn.datasets import load_digits
 
-    from quantflow.tfenv import tf_modules
+    from quantflow.core.tfenv import tf_modules
 
     tf, keras = tf_modules()
     digits = load_digits()

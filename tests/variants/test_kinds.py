@@ -8,8 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from quantflow.evaluate import check_types, tensor_types, weight_dtypes
-from quantflow.spec import (
+from quantflow.core.spec import (
     DynamicRangeVariant,
     Float16Variant,
     Int8FloatFallbackVariant,
@@ -17,6 +16,7 @@ from quantflow.spec import (
     Int16x8Variant,
     QatVariant,
 )
+from quantflow.domain.evaluate import check_types, tensor_types, weight_dtypes
 from quantflow.variants import ConvertInputs, converter
 
 pytestmark = pytest.mark.slow

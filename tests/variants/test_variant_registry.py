@@ -6,7 +6,7 @@ import inspect
 import typing
 from importlib import import_module
 
-from quantflow import spec
+from quantflow.core import spec
 from quantflow.variants import REGISTRY, converter
 
 

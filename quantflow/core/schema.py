@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from quantflow.spec import Spec
+from quantflow.core.spec import Spec
 
 DRAFT7 = "http://json-schema.org/draft-07/schema#"
 

@@ -1,7 +1,7 @@
 """What a run must do, and the guard that keeps two runs of one pipeline apart.
 
 ``plan_run`` decides which stages are stale; ``finish_run`` records what ran. Staleness is
-DVC's job (see quantflow.dvc): without a dvc.yaml entry for the pipeline every stage runs.
+DVC's job (see quantflow.versioning.dvc): without a dvc.yaml entry every stage runs.
 """
 
 from __future__ import annotations
@@ -13,13 +13,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from quantflow.results import VariantMetrics
-from quantflow.specload import load_spec
+from quantflow.core.errors import PipelineBusy  # noqa: F401 - re-exported
+from quantflow.core.results import VariantMetrics
+from quantflow.core.specload import load_spec
 from quantflow.steps import STAGES, StepContext
-
-
-class PipelineBusy(RuntimeError):
-    """Another run holds this pipeline's lock."""
 
 
 @dataclass
@@ -67,7 +64,7 @@ def context(workspace: str | Path, spec_file: str, overrides: list[str], pipelin
     loaded = load_spec(ws / spec_file, pipeline_overrides(overrides, pipeline),
                        pipelines=[pipeline])
     if pipeline not in loaded.spec.pipelines:
-        from quantflow.specload import Problem, SpecError
+        from quantflow.core.specload import Problem, SpecError
 
         raise SpecError([Problem(str(ws / spec_file), f"pipelines.{pipeline}",
                                  f"no such pipeline; have: {', '.join(loaded.spec.pipelines)}")])
@@ -82,7 +79,7 @@ def plan_run(workspace: str | Path, spec_file: str, overrides: list[str], pipeli
         variants = [s.split(":", 1)[1] for s in planned if s.startswith("quantize:")]
         stages = {s.split(":", 1)[0] for s in planned}
         return Plan(ctx, stages, variants)
-    from quantflow import dvc
+    from quantflow.versioning import dvc
 
     stale = None if force else dvc.stale_stages(ctx, spec_file)
     if stale is None:  # no DVC tracking for this pipeline: run everything
@@ -91,15 +88,15 @@ def plan_run(workspace: str | Path, spec_file: str, overrides: list[str], pipeli
 
 
 def record(plan: Plan, steps: list[str]) -> None:
-    """Record finished steps in DVC now (see quantflow.dvc.record_steps)."""
-    from quantflow import dvc
+    """Record finished steps in DVC now (see quantflow.versioning.dvc.record_steps)."""
+    from quantflow.versioning import dvc
 
     dvc.record_steps(plan, steps)
 
 
 def finish_run(plan: Plan) -> list[str]:
     """Record the run in DVC (from this one process) and list the variants that failed."""
-    from quantflow import dvc
+    from quantflow.versioning import dvc
 
     dvc.commit_run(plan)
     failed = []

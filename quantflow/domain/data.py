@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from quantflow.spec import (
+from quantflow.core.errors import DataError  # noqa: F401 - re-exported
+from quantflow.core.spec import (
     CalibrationSpec,
     IdxDataset,
     KerasDataset,
@@ -24,8 +25,6 @@ from quantflow.spec import (
 DatasetSpec = SklearnDigitsDataset | IdxDataset | NpzDataset | KerasDataset
 
 
-class DataError(ValueError):
-    """The data cannot be used; the message says what is wrong and where."""
 
 
 MAX_CLASSES = 10_000  # a label like 255 ("ignore") or 2**31 is a data bug, not a class
@@ -73,7 +72,7 @@ def load_raw(ds: DatasetSpec, workspace: Path) -> tuple[np.ndarray, np.ndarray]:
     if isinstance(ds, NpzDataset):
         x, y = _load_npz(workspace / ds.path, ds.x_key, ds.y_key)
         return x, y
-    from quantflow.tfenv import tf_modules
+    from quantflow.core.tfenv import tf_modules
 
     _, keras = tf_modules()
     (x1, y1), (x2, y2) = getattr(keras.datasets, ds.name).load_data()

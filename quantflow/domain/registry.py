@@ -21,15 +21,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from quantflow.results import GateResult, PublishRecord, Result
+from quantflow.core.errors import RegistryError  # noqa: F401 - re-exported
+from quantflow.core.io import fsync_dir, sha256_file
+from quantflow.core.results import GateResult, PublishRecord, Result
 
 MANIFEST = "manifest.json"
 LOCK = ".publish.lock"
 _RESERVED = {"pipeline", "version", "created", "files", "gate"}
 
 
-class RegistryError(RuntimeError):
-    """The registry is not in the state publishing or resolving needs."""
 
 
 class VerifyProblem(Result):
@@ -43,22 +43,6 @@ class VerifyProblem(Result):
         return f"{self.kind}: {self.path}: {self.detail}"
 
 
-def sha256_file(path: Path) -> str:
-    """Streaming sha256, for manifests and for verify (files may be large)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _fsync_dir(path: Path) -> None:
-    """A rename is durable only once its directory entry is flushed."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _copy(src: Path, dst: Path) -> str:
@@ -120,7 +104,7 @@ def _build(
         f.flush()
         os.fsync(f.fileno())
     os.chmod(tmp, 0o755)  # mkdtemp makes 0700; published versions are for every reader
-    _fsync_dir(tmp)
+    fsync_dir(tmp)
     return sorted(entries)
 
 
@@ -133,7 +117,7 @@ def _point_alias(folder: Path, alias: str, version: str) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(folder)
+    fsync_dir(folder)
 
 
 def _check_inputs(

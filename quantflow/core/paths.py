@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from quantflow.spec import PipelineSpec, Spec
+from quantflow.core.spec import PipelineSpec, Spec
 
 SPEC_FILE = "pipelines.yaml"
 

@@ -10,7 +10,6 @@ everything and is not recorded. Nothing here imports TensorFlow.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import sys
@@ -22,15 +21,15 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from quantflow.dvcgen import Stage, pipeline_stages, write_dvc_yaml
+from quantflow.core.errors import DvcError  # noqa: F401 - re-exported
+from quantflow.core.io import md5_file
+from quantflow.versioning.dvcgen import Stage, pipeline_stages, write_dvc_yaml
 
 if TYPE_CHECKING:
-    from quantflow.plan import Plan
+    from quantflow.orchestration.plan import Plan
     from quantflow.steps import StepContext
 
 
-class DvcError(RuntimeError):
-    """DVC could not record a run; the message says which stages and why."""
 
 
 @dataclass
@@ -77,7 +76,7 @@ def _tracked(ctx: StepContext, spec_file: str | None) -> list[Stage] | None:
     A stale dvc.yaml (pipelines.yaml edited since `quantflow dvc`) is regenerated first: it is
     a pure function of pipelines.yaml, and DVC would otherwise track yesterday's keys.
     """
-    from quantflow.specload import load_spec
+    from quantflow.core.specload import load_spec
 
     tracked = _tracked_spec_file(ctx.workspace)
     if tracked is None or (spec_file is not None and tracked != spec_file):
@@ -195,11 +194,7 @@ def md5_of(workspace: str | Path, path: str | Path) -> str | None:
     file = (ws / path).resolve()
     if not file.is_file() or not _is_tracked(ws, file):
         return None
-    h = hashlib.md5()
-    with open(file, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return md5_file(file)
 
 
 def _is_tracked(ws: Path, file: Path) -> bool:

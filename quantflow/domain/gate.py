@@ -11,8 +11,8 @@ import math
 from collections.abc import Callable
 from typing import Literal
 
-from quantflow.results import Check, GateResult, VariantDecision, VariantMetrics
-from quantflow.spec import GateSpec, PipelineSpec, PublishSpec
+from quantflow.core.results import Check, GateResult, VariantDecision, VariantMetrics
+from quantflow.core.spec import GateSpec, PipelineSpec, PublishSpec
 
 # Measured floats carry rounding noise (0.97 - 0.96 > 0.01); a threshold met to 1e-9 is met.
 EPS = 1e-9

@@ -5,12 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from quantflow.spec import MlpModel, PathModel, SeedCnnModel
-from quantflow.tfenv import tf_modules
-
-
-class ModelError(ValueError):
-    """A model file that cannot be used, or a model that does not fit the data."""
+from quantflow.core.errors import ModelError  # noqa: F401 - re-exported
+from quantflow.core.spec import MlpModel, PathModel, SeedCnnModel
+from quantflow.core.tfenv import tf_modules
 
 
 def build(model: SeedCnnModel | MlpModel, input_shape: tuple[int, ...], classes: int) -> Any:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from quantflow.plan import PipelineBusy, check_not_running, plan_run
+from quantflow.orchestration.plan import PipelineBusy, check_not_running, plan_run
 
 
 def _exit_code(summary: object) -> int:
@@ -43,7 +43,7 @@ def run_pipelines(spec: Path, overrides: list[str], names: list[str], *, force: 
         return _worst(codes)
     import tasks
     from flows.quantize import RunOptions, Target, quantize_pipeline
-    from quantflow.server import prefect_api
+    from quantflow.orchestration.server import prefect_api
 
     workers = plans[stale[0]].ctx.spec.execution.max_workers
     flow = quantize_pipeline.with_options(task_runner=tasks.task_runner(workers))
@@ -64,7 +64,7 @@ def run_pipelines(spec: Path, overrides: list[str], names: list[str], *, force: 
                 console.print(f"[red]{name}: run failed: {type(exc).__name__}: {exc}[/red]")
                 codes.append(EXIT_ERROR)
                 continue
-            from quantflow.summary import print_summary
+            from quantflow.orchestration.summary import print_summary
 
             print_summary(console, workspace, spec_file, overrides, summary)
             codes.append(_exit_code(summary))

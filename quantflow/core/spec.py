@@ -1,7 +1,7 @@
 """The pipelines.yaml schema: pydantic v2 models, the single definition of what a spec may say.
 
 Every model forbids unknown keys, so a typo is an error at load time rather than a silently
-ignored setting. Reading the YAML file (with line numbers) lives in ``quantflow.specload``.
+ignored setting. Reading the YAML file (with line numbers) lives in ``quantflow.core.specload``.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from quantflow.plan import context
+from quantflow.orchestration.plan import context
 
 
 def print_summary(console: Console, workspace: Path, spec_file: str, overrides: list[str],

@@ -27,7 +27,7 @@ import yaml
 from rich.console import Console
 
 import flows
-from quantflow.spec import CronSchedule, PipelineSpec, Spec
+from quantflow.core.spec import CronSchedule, PipelineSpec, Spec
 
 if TYPE_CHECKING:
     from prefect.deployments.runner import RunnerDeployment

@@ -1,7 +1,7 @@
 """The one place that reads pipelines.yaml.
 
 It parses YAML keeping each node's line and column, applies ``--set`` overrides, validates with
-the pydantic models of ``quantflow.spec`` and turns every problem into one line of the form
+the pydantic models of ``quantflow.core.spec`` and turns every problem into one line of the form
 ``FILE:LINE:COL: key.path: message``. Any failure raises :class:`SpecError`; nothing else.
 """
 
@@ -18,27 +18,12 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from quantflow.spec import NAME_PATTERN, IdxDataset, NpzDataset, PathModel, Spec
+from quantflow.core.errors import Problem, SpecError
+from quantflow.core.spec import NAME_PATTERN, IdxDataset, NpzDataset, PathModel, Spec
 
 Loc = tuple[str | int, ...]
 
 
-@dataclass(frozen=True)
-class Problem:
-    where: str  # "file:line:col" or "--set key=value"
-    path: str  # "pipelines.digits.variants[2].kind"
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.where}: {self.path or '<document>'}: {self.message}"
-
-
-class SpecError(Exception):
-    """A spec that cannot be used; ``problems`` holds one entry per mistake."""
-
-    def __init__(self, problems: list[Problem]):
-        self.problems = problems
-        super().__init__("\n".join(str(p) for p in problems))
 
 
 @dataclass

@@ -19,8 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from quantflow.results import Latency, TensorTypes, VariantMetrics
-from quantflow.spec import EvaluationSpec
+from quantflow.core import io
+from quantflow.core.results import Latency, TensorTypes, VariantMetrics
+from quantflow.core.spec import EvaluationSpec
 
 INTEGER_IO = ("int8", "uint8", "int16")
 
@@ -112,15 +113,9 @@ def evaluate_tflite(
 
 
 def load_test_split(dataset: Path) -> tuple[np.ndarray, np.ndarray, int]:
-    """(x_test, y_test, num_classes); num_classes is stored by the data step or inferred."""
-    with np.load(dataset, allow_pickle=False) as npz:
-        x, y = np.asarray(npz["x_test"], np.float32), np.asarray(npz["y_test"], np.int64)
-        if len(y) == 0 or len(x) != len(y):
-            raise ValueError(f"{dataset}: need matching, non-empty x_test and y_test")
-        if "num_classes" in npz:
-            return x, y, int(npz["num_classes"])
-        labels = [y] + ([np.asarray(npz["y_train"])] if "y_train" in npz else [])
-    return x, y, int(max(int(a.max()) for a in labels if a.size) + 1)
+    """(x_test, y_test, num_classes) of the prepared dataset."""
+    data = io.load_dataset(dataset)
+    return data.x_test, data.y_test, data.num_classes
 
 
 def measure_accuracy(tflite: Path, x: np.ndarray, y: np.ndarray, cfg: EvaluationSpec) -> float:

@@ -10,31 +10,14 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from quantflow.results import GateResult, VariantDecision, VariantMetrics
+from quantflow.core.io import write_text
+from quantflow.core.results import GateResult, VariantDecision, VariantMetrics
 
 PLOT_COLUMNS = ["name", "kind", "accuracy", "size_bytes", "latency_p50_ms", "passed"]
 
-
-def write_atomic(path: Path, text: str) -> Path:
-    """Temp file in the same folder + os.replace: readers see the old file or the new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp makes 0600; a report is for everyone to read
-        with os.fdopen(fd, "w", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def _numbers(m: VariantMetrics) -> dict[str, Any]:
@@ -64,7 +47,7 @@ def write_metrics(
             "passed": bool(d and d.passed),
             "selected": m.name in gate.selected,
         }
-    return write_atomic(path, json.dumps(out, indent=2) + "\n")
+    return write_text(path, json.dumps(out, indent=2) + "\n")
 
 
 def write_plot(
@@ -80,7 +63,7 @@ def write_plot(
         p50 = m.latency.p50_ms if m.latency else None
         row = [m.name, m.kind, m.accuracy, m.size_bytes, p50, ok]
         writer.writerow(["" if v is None else v for v in row])
-    return write_atomic(path, buf.getvalue())
+    return write_text(path, buf.getvalue())
 
 
 def _cell(value: Any, fmt: str = "{}") -> str:
@@ -155,4 +138,4 @@ def write_report(
     description: str = "",
 ) -> Path:
     """report.md for people reviewing a run (also linked from the publish manifest)."""
-    return write_atomic(path, render_report(pipeline, baseline, variants, gate, description))
+    return write_text(path, render_report(pipeline, baseline, variants, gate, description))

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from quantflow.core import io
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -16,12 +17,8 @@ class Result(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     def write(self, path: Path) -> Path:
-        """Write atomically (temp file + rename) so a kill never leaves half a JSON file."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(self.model_dump_json(indent=2) + "\n")
-        os.replace(tmp, path)
-        return path
+        """Write atomically (temp file, fsync, rename): a kill never leaves half a JSON file."""
+        return io.write_text(path, self.model_dump_json(indent=2) + "\n")
 
     @classmethod
     def read(cls: type[T], path: Path) -> T:

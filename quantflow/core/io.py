@@ -1,0 +1,148 @@
+"""File plumbing every step shares: atomic writes with fsync, hashes, and the prepared-dataset
+file. Nothing else in quantflow opens a temp file, renames into place or re-reads
+``dataset.npz`` by hand.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import zipfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+def fsync_dir(path: Path) -> None:
+    """A rename is durable only once its directory entry is flushed."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def atomic_path(path: Path, suffix: str = "") -> Iterator[Path]:
+    """Yield a temp path beside ``path``; on success fsync it and rename it into place, so a
+    reader (or a crash) only ever sees the old file or the complete new one. ``suffix`` keeps
+    an extension for writers that insist on one (``.keras``, ``.npz``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; artifacts are for every reader
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        fsync_dir(path.parent)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_bytes(path: Path, data: bytes) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def write_text(path: Path, text: str) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8", newline="")
+    return Path(path)
+
+
+def replace_dir(path: Path, fill: Callable[[Path], None]) -> Path:
+    """Build a directory (a SavedModel) in a temp sibling with ``fill``, then swap it in."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        fill(tmp)
+        os.chmod(tmp, 0o755)
+        shutil.rmtree(path, ignore_errors=True)
+        os.replace(tmp, path)
+        fsync_dir(path.parent)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return path
+
+
+def _digest(path: Path, algo: str) -> str:
+    h = hashlib.new(algo)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    """Streaming sha256, for manifests and verify (files may be large)."""
+    return _digest(path, "sha256")
+
+
+def md5_file(path: Path) -> str:
+    """The hash DVC 3 records for a file: md5 of its bytes."""
+    return _digest(path, "md5")
+
+
+def save_npz(path: Path, **arrays: np.ndarray) -> Path:
+    """Byte-reproducible .npz (fixed zip timestamps, no pickle), so equal data gives an equal
+    DVC hash."""
+    with atomic_path(path, ".npz") as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as zf:
+        for key, arr in arrays.items():
+            info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            with zf.open(info, "w", force_zip64=True) as f:
+                np.lib.format.write_array(f, np.asarray(arr), allow_pickle=False)
+    return Path(path)
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    """What the prepare step writes to ``dataset.npz``: split, normalised data."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    num_classes: int
+
+
+def save_dataset(path: Path, data: PreparedData) -> Path:
+    return save_npz(path, x_train=data.x_train, y_train=data.y_train, x_test=data.x_test,
+                    y_test=data.y_test, num_classes=np.int64(data.num_classes))
+
+
+def load_dataset(path: Path) -> PreparedData:
+    """The prepared dataset; ``num_classes`` is inferred from the labels in files without it."""
+    with np.load(path, allow_pickle=False) as npz:
+        x_train = np.asarray(npz["x_train"], np.float32) if "x_train" in npz else np.zeros((0,))
+        y_train = np.asarray(npz["y_train"], np.int64) if "y_train" in npz else np.zeros((0,))
+        x_test, y_test = np.asarray(npz["x_test"], np.float32), np.asarray(npz["y_test"], np.int64)
+        if len(y_test) == 0 or len(x_test) != len(y_test):
+            raise ValueError(f"{path}: need matching, non-empty x_test and y_test")
+        if "num_classes" in npz:
+            classes = int(npz["num_classes"])
+        else:
+            classes = int(max(int(a.max()) for a in (y_test, y_train) if a.size) + 1)
+    return PreparedData(x_train, y_train, x_test, y_test, classes)
+
+
+def save_calibration(path: Path, x: np.ndarray) -> Path:
+    return save_npz(path, x=np.asarray(x, np.float32))
+
+
+def load_calibration(path: Path) -> np.ndarray:
+    with np.load(path, allow_pickle=False) as npz:
+        x = np.asarray(npz["x"], dtype=np.float32)
+    if len(x) == 0:
+        raise ValueError(f"{path}: calibration set 'x' is empty")
+    return x
