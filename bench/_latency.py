@@ -12,13 +12,13 @@ import json
 import sys
 from pathlib import Path
 
+from quantflow.core.request import load_request
 from quantflow.domain.evaluate import load_test_split, measure_latency
-from quantflow.orchestration.plan import context
 
 
 def main(argv: list[str]) -> None:
     workspace, pipeline, *models = argv
-    ctx = context(workspace, "pipelines.yaml", [], pipeline)
+    ctx = load_request(workspace, "pipelines.yaml", [], pipeline).step
     x, _, _ = load_test_split(ctx.paths.dataset)
     out = {}
     for item in models:

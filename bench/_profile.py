@@ -13,6 +13,7 @@ from _workspace import VENV_BIN
 
 PY = str(VENV_BIN / "python")
 TIMED = "import time; t = time.perf_counter(); {code}; print('SECONDS', time.perf_counter() - t)"
+WARM = "from quantflow.orchestration.taskrunner import warm_worker; warm_worker()"
 IMPORTS = {
     "quantflow.cli (what every command imports)": "import quantflow.cli",
     "prefect + the flow and tasks (quantflow run, stale)":
@@ -20,8 +21,9 @@ IMPORTS = {
     "the above + prefect.server.api.server (ephemeral server path)":
         "import prefect, flows.quantize, tasks; import prefect.server.api.server",
     "dvc.repo (the staleness check)": "import dvc.repo",
-    "TensorFlow + tf_keras + LiteRT (each worker)": "import tasks; tasks.warm_worker()",
+    "TensorFlow + tf_keras + LiteRT (each worker)": WARM,
 }
+
 
 
 def _seconds(code: str, env: dict[str, str], cwd: Path) -> float:
@@ -40,7 +42,7 @@ def import_times(env: dict[str, str], cwd: Path) -> dict[str, float]:
 
 def two_workers(env: dict[str, str], cwd: Path) -> float:
     """Wall time of two worker initializers started together, as the process pool does."""
-    code = TIMED.format(code="import tasks; tasks.warm_worker()")
+    code = TIMED.format(code=WARM)
     t0 = time.perf_counter()
     procs = [subprocess.Popen([PY, "-c", code], env=env, cwd=cwd, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL) for _ in range(2)]
@@ -51,8 +53,8 @@ def two_workers(env: dict[str, str], cwd: Path) -> float:
 
 FIRST_CONVERSION = """
 import time
-import tasks
-tasks.warm_worker()
+from quantflow.orchestration.taskrunner import warm_worker
+warm_worker()
 from quantflow.core.tfenv import tf_modules
 tf, keras = tf_modules()
 model = keras.Sequential([keras.layers.InputLayer(input_shape=(28, 28)),
@@ -77,8 +79,9 @@ def first_conversion(env: dict[str, str], cwd: Path) -> list[float]:
 
 def plan_seconds(env: dict[str, str], ws: Path, pipeline: str) -> float:
     """One plan_run (spec load + in-process `dvc status`), imports excluded."""
-    setup = "from quantflow.orchestration.plan import plan_run; import dvc.repo"
-    code = f"plan_run({str(ws)!r}, 'pipelines.yaml', [], {pipeline!r})"
+    setup = ("from quantflow.orchestration.plan import plan_run; "
+             "from quantflow.core.request import load_request; import dvc.repo")
+    code = f"plan_run(load_request({str(ws)!r}, 'pipelines.yaml', [], {pipeline!r}))"
     out = subprocess.run([PY, "-c", setup + "\n" + TIMED.format(code=code)], env=env, cwd=ws,
                          capture_output=True, text=True, timeout=600)
     hit = re.search(r"SECONDS ([0-9.]+)", out.stdout)

@@ -15,7 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 import tasks
 from quantflow.core.results import PublishRecord
-from quantflow.orchestration.plan import Plan, finish_run, pipeline_lock, plan_run, record
+from quantflow.orchestration.plan import Plan, finish_run, for_flow, pipeline_lock, plan_run, record
+from quantflow.orchestration.taskrunner import task_runner
 
 
 class Target(BaseModel):
@@ -38,8 +39,6 @@ class RunOptions(BaseModel):
         "key=value overrides, validated like the file; keys not starting with `pipelines.` or "
         "`execution.` are relative to the pipeline (`train.epochs=3`)."))
     force: bool = Field(False, description="Run every stage even if DVC says it is up to date.")
-    planned: list[str] | None = Field(
-        None, description="Stages already planned by the caller (skips asking DVC again).")
 
 
 class RunSummary(BaseModel):
@@ -83,7 +82,7 @@ def _prespawn_workers(plan: Plan) -> None:
 
 
 def _wire(plan: Plan) -> PublishRecord | None:
-    ctx, run = plan.ctx, plan.stages
+    ctx, run = plan.request.step, plan.stages
     _prespawn_workers(plan)
     prev: list = []
     for stage, task in (("prepare", tasks.prepare), ("train", tasks.train),
@@ -103,14 +102,15 @@ def _wire(plan: Plan) -> PublishRecord | None:
     return tasks.publish(ctx) if "publish" in run else None
 
 
-@flow(name="quantize-pipeline", task_runner=tasks.task_runner(2), validate_parameters=True)
+@flow(name="quantize-pipeline", task_runner=task_runner(2), validate_parameters=True)
 def quantize_pipeline(target: Target,
                       options: RunOptions = RunOptions()) -> RunSummary:  # noqa: B008 - frozen
     log = get_run_logger()
     _propagate_api_url()
-    where = (target.workspace, target.spec_file, options.overrides, target.pipeline)
-    with pipeline_lock(*where):
-        plan = plan_run(*where, force=options.force, planned=options.planned)
+    request, primed = for_flow(target.workspace, target.spec_file, options.overrides,
+                               target.pipeline, options.force)
+    with pipeline_lock(request):
+        plan = primed or plan_run(request, force=options.force)
         if not plan.stages:
             log.info("%s: up to date (inputs unchanged), nothing to do", target.pipeline)
             return RunSummary(pipeline=target.pipeline, ran=[], status="up_to_date",

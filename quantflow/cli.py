@@ -16,7 +16,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from quantflow.core.specload import SpecError, load_spec
+from quantflow.core.errors import Exit, SpecError
+from quantflow.core.specload import load_spec
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Declarative, versioned TFLite quantization pipelines.")
@@ -24,7 +25,6 @@ _WIDTH = None if sys.stdout.isatty() else 160  # logs and CI: do not squeeze tab
 err = Console(stderr=True, soft_wrap=True, width=_WIDTH)
 out = Console(soft_wrap=True, width=_WIDTH)
 
-EXIT_OK, EXIT_ERROR, EXIT_SPEC, EXIT_BLOCKED, EXIT_VARIANT_FAILED, EXIT_BUSY = 0, 1, 2, 3, 4, 5
 
 SpecOpt = Annotated[Path, typer.Option("--spec", "-f", help="Spec file.")]
 SetOpt = Annotated[list[str] | None, typer.Option(
@@ -35,7 +35,7 @@ def _fail_spec(exc: SpecError) -> None:
     for p in exc.problems:
         print(p, file=sys.stderr)
     err.print(f"[red]{len(exc.problems)} problem(s); nothing was run or written.[/red]")
-    raise typer.Exit(EXIT_SPEC)
+    raise typer.Exit(Exit.SPEC)
 
 
 @app.command()
@@ -68,7 +68,7 @@ def step(stage: Annotated[str, typer.Argument(help="prepare|train|export|quantiz
     """Run one stage of one pipeline in this process (what dvc.yaml stages call)."""
     import logging
 
-    from quantflow.orchestration.plan import context
+    from quantflow.core.request import load_request
 
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     from quantflow.steps import STAGES
@@ -76,9 +76,9 @@ def step(stage: Annotated[str, typer.Argument(help="prepare|train|export|quantiz
     if stage not in STAGES or (stage == "quantize") != (variant is not None):
         err.print(f"usage: quantflow step {{{'|'.join(STAGES)}}} PIPELINE [VARIANT]; "
                   "VARIANT is required for quantize only")
-        raise typer.Exit(EXIT_SPEC)
+        raise typer.Exit(Exit.SPEC)
     try:
-        ctx = context(spec.parent, spec.name, set_ or [], pipeline)
+        ctx = load_request(spec.parent, spec.name, set_ or [], pipeline).step
     except SpecError as exc:
         _fail_spec(exc)
     from importlib import import_module
@@ -96,22 +96,24 @@ def run(pipelines: Annotated[list[str] | None, typer.Argument(help="Pipelines (d
         = None, spec: SpecOpt = Path("pipelines.yaml"), set_: SetOpt = None,
         force: Annotated[bool, typer.Option(help="Re-run every stage.")] = False) -> None:
     """Run pipelines as Prefect flow runs; only stale stages run again."""
-    from quantflow.orchestration.plan import context
+    from quantflow.core.request import request_from
+    from quantflow.core.specload import parse_spec, validate
     from quantflow.orchestration.runner import run_pipelines
 
     try:
-        loaded = load_spec(spec, pipelines=[])
-        names = pipelines or list(loaded.spec.pipelines)
-        unknown = [n for n in names if n not in loaded.spec.pipelines]
+        parsed = parse_spec(spec)  # the one read of the file for this run
+        have = list(validate(parsed, pipelines=[]).spec.pipelines)
+        names = pipelines or have
+        unknown = [n for n in names if n not in have]
         if unknown:
-            err.print(f"unknown pipeline(s) {unknown}; {spec} has: "
-                      f"{', '.join(loaded.spec.pipelines)}")
-            raise typer.Exit(EXIT_SPEC)
-        for name in names:  # overrides may be relative to each pipeline; its data files
-            context(spec.parent, spec.name, set_ or [], name)
+            err.print(f"unknown pipeline(s) {unknown}; {spec} has: {', '.join(have)}",
+                      markup=False)
+            raise typer.Exit(Exit.SPEC)
+        # overrides may be relative to each pipeline; each checks its own data files
+        requests = [request_from(parsed, set_ or [], name) for name in names]
     except SpecError as exc:
         _fail_spec(exc)
-    raise typer.Exit(run_pipelines(spec, set_ or [], names, force=force, console=out))
+    raise typer.Exit(run_pipelines(requests, set_ or [], force=force, console=out))
 
 
 @app.command()
@@ -124,11 +126,11 @@ def verify(registry: Annotated[Path, typer.Argument(help="Registry folder.")] = 
         problems = verify_registry(registry)
     except OSError as exc:  # no such folder, unreadable file: one line, not a traceback
         err.print(f"{registry}: cannot verify: {exc}", markup=False)
-        raise typer.Exit(EXIT_ERROR) from None
+        raise typer.Exit(Exit.ERROR) from None
     for p in problems:
         err.print(str(p), markup=False)
     if problems:
-        raise typer.Exit(EXIT_ERROR)
+        raise typer.Exit(Exit.ERROR)
     out.print(f"{registry}: every published file matches its manifest")
 
 
@@ -146,7 +148,7 @@ def dvc_yaml(spec: SpecOpt = Path("pipelines.yaml"),
     changed = write_dvc_yaml(loaded.spec, spec, check=check)
     if check and changed:
         err.print("dvc.yaml is out of date: run `quantflow dvc` and commit it")
-        raise typer.Exit(EXIT_ERROR)
+        raise typer.Exit(Exit.ERROR)
     out.print("dvc.yaml " + ("updated" if changed else "up to date"))
 
 
@@ -162,7 +164,7 @@ def deploy(pipelines: Annotated[list[str] | None, typer.Argument(help="Default: 
 
     if prefect_yaml and pipelines:
         err.print("--prefect-yaml describes every pipeline of the spec; name none")
-        raise typer.Exit(EXIT_SPEC)
+        raise typer.Exit(Exit.SPEC)
     try:
         loaded = load_spec(spec, pipelines=[] if prefect_yaml else None)
     except SpecError as exc:
@@ -172,7 +174,7 @@ def deploy(pipelines: Annotated[list[str] | None, typer.Argument(help="Default: 
         target.write_text(deployments.prefect_yaml(loaded.spec, spec.name, pool,
                                                    workspace=spec.parent))
         out.print(f"wrote {target}", markup=False)
-        raise typer.Exit(EXIT_OK)
+        raise typer.Exit(Exit.OK)
     raise typer.Exit(deployments.deploy_pipelines(loaded.spec, spec, pipelines or [], pool,
                                                   console=out))
 
@@ -188,3 +190,7 @@ def serve(port: Annotated[int, typer.Option(help="Prefect server port (127.0.0.1
 
 def main() -> None:  # pragma: no cover - console entry point
     sys.exit(app())
+
+
+if __name__ == "__main__":  # pragma: no cover - `python -m quantflow.cli`
+    main()

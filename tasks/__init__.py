@@ -6,47 +6,16 @@ StepContext and return small typed results; models travel as files, never as obj
 
 from __future__ import annotations
 
-import os
-from typing import Any
-
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.task_runners import ProcessPoolTaskRunner
 
+from quantflow.core.request import StepContext
 from quantflow.core.results import GateResult, PublishRecord, VariantMetrics
-from quantflow.steps import StepContext
 
 
 def _key(pipeline: str, what: str) -> str:
     """Prefect artifact keys allow only lowercase letters, digits and dashes."""
     return f"{pipeline.lower().replace('_', '-')}-{what}"
-
-
-def _die_with_parent() -> None:
-    """If the run is killed (even with kill -9), its workers must not go on writing."""
-    import ctypes
-    import signal
-    import sys
-
-    if sys.platform.startswith("linux"):
-        pr_set_pdeathsig = 1
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
-
-
-def warm_worker() -> None:
-    """Process-pool initializer: pay the TensorFlow import once per worker, up front."""
-    import logging
-
-    from quantflow.core.tfenv import tf_modules
-
-    logging.getLogger("quantflow").setLevel(logging.INFO)  # step progress reaches run logs
-    _die_with_parent()
-    tf, _ = tf_modules()
-    threads = int(os.environ.get("QUANTFLOW_TF_THREADS", "0"))
-    if threads:  # share the cores between workers instead of oversubscribing them
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(threads)
-    import ai_edge_litert.interpreter  # noqa: F401
 
 
 @task(name="prepare")
@@ -64,10 +33,14 @@ def train(ctx: StepContext) -> None:
     from quantflow.steps import train as step
 
     info = step.run(ctx)
-    final = {k: round(v[-1], 4) for k, v in info.history.items()}
-    get_run_logger().info("train %s: %s in %.1fs, %d params, final %s", ctx.name,
-                          "trained" if info.trained else "loaded", info.seconds, info.params,
-                          final)
+    log = get_run_logger()
+    if not info.trained:
+        log.info("train %s: loaded %s (%d params; training skipped)", ctx.name,
+                 getattr(ctx.pipeline.model, "path", "the model"), info.params)
+        return
+    final = ", ".join(f"{k} {v[-1]:.4f}" for k, v in info.history.items())
+    log.info("train %s: trained in %.1fs, %d params, final %s", ctx.name, info.seconds,
+             info.params, final)
 
 
 @task(name="export")
@@ -127,38 +100,3 @@ def publish(ctx: StepContext) -> PublishRecord:
     else:
         log.warning("publish %s: nothing published - %s", ctx.name, record.message)
     return record
-
-
-
-class QuickExitProcessPool(ProcessPoolTaskRunner):
-    """The process pool the flow runs its tasks on (spawn; TensorFlow pre-imported).
-
-    At exit it stops its idle workers instead of waiting for them: every task has reported its
-    state by then and task logs travel through the parent, while a worker's teardown after
-    TensorFlow (or a replacement worker importing TensorFlow again) costs seconds per run.
-    """
-
-    def prespawn(self) -> None:
-        """Start every worker now, so all of them import TensorFlow while the first steps run.
-
-        The executor otherwise spawns workers on demand: the second one would start (and
-        spend ~10 s importing TensorFlow) only when the variants fan out, stealing CPU from
-        them instead of helping.
-        """
-        executor = getattr(self, "_executor", None)
-        if executor is not None:
-            for _ in range(self._max_workers):
-                executor.submit(int)  # a no-op; each submit with no idle worker spawns one
-
-    def __exit__(self, *exc: Any) -> None:
-        executor = getattr(self, "_executor", None)
-        for proc in list(getattr(executor, "_processes", {}).values()):
-            if proc.is_alive():
-                proc.terminate()
-        super().__exit__(*exc)
-
-
-def task_runner(max_workers: int = 2) -> QuickExitProcessPool:
-    """Workers split the machine's cores between them (TensorFlow would give each all)."""
-    os.environ["QUANTFLOW_TF_THREADS"] = str(max(1, (os.cpu_count() or 1) // max_workers))
-    return QuickExitProcessPool(max_workers=max_workers, initializer=warm_worker)

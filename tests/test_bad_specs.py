@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from quantflow.cli import EXIT_SPEC, app
+from quantflow.cli import app
+from quantflow.core.errors import Exit
 
 CORPUS = Path(__file__).parent / "specs" / "bad"
 FILES = sorted(CORPUS.glob("*.yaml"))
@@ -59,7 +60,7 @@ def test_bad_spec_exits_2_with_location_and_writes_nothing(bad: Path, tmp_path: 
     runner = CliRunner()
     for args in (["validate", str(spec)], ["run", "--spec", str(spec)]):
         result = runner.invoke(app, args, catch_exceptions=False)
-        assert result.exit_code == EXIT_SPEC, (args[0], result.output)
+        assert result.exit_code == Exit.SPEC, (args[0], result.output)
         found = matching_line(result.stderr, spec, want)
         assert found, f"{args[0]}: no problem line for {want} in:\n{result.stderr}"
         lines = spec.read_text().splitlines() or [""]

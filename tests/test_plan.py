@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from quantflow.core.request import load_request, pipeline_overrides
 from quantflow.core.specload import SpecError
-from quantflow.orchestration.plan import context, pipeline_overrides
 from tests.tiny import write_workspace
 
 
@@ -22,8 +22,8 @@ def test_relative_overrides_are_anchored_at_the_pipeline() -> None:
 
 def test_context_applies_a_relative_override_like_the_absolute_one(tmp_path: Path) -> None:
     ws = write_workspace(tmp_path).parent
-    relative = context(ws, "pipelines.yaml", ["train.epochs=3"], "tiny")
-    absolute = context(ws, "pipelines.yaml", ["pipelines.tiny.train.epochs=3"], "tiny")
+    relative = load_request(ws, "pipelines.yaml", ["train.epochs=3"], "tiny")
+    absolute = load_request(ws, "pipelines.yaml", ["pipelines.tiny.train.epochs=3"], "tiny")
     assert relative.pipeline.train.epochs == 3
     assert relative.spec == absolute.spec
 
@@ -31,7 +31,7 @@ def test_context_applies_a_relative_override_like_the_absolute_one(tmp_path: Pat
 def test_a_bad_relative_override_names_the_full_field_path(tmp_path: Path) -> None:
     ws = write_workspace(tmp_path).parent
     with pytest.raises(SpecError) as exc:
-        context(ws, "pipelines.yaml", ["train.epochs=0"], "tiny")
+        load_request(ws, "pipelines.yaml", ["train.epochs=0"], "tiny")
     (problem,) = exc.value.problems
     assert "pipelines.tiny.train.epochs" in str(problem)
     assert "greater than or equal to 1" in str(problem)

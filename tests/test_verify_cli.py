@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from quantflow.cli import EXIT_ERROR, EXIT_OK, app
+from quantflow.cli import app
+from quantflow.core.errors import Exit
 from quantflow.core.results import GateResult, VariantDecision
 from quantflow.domain import registry as reg
 
@@ -43,7 +44,7 @@ def versions(registry: Path, pipeline: str = "digits") -> list[Path]:
 
 def test_clean_registry_exits_0(registry):
     code, out = verify(registry)
-    assert code == EXIT_OK, out
+    assert code == Exit.OK, out
     assert "every published file matches its manifest" in out
 
 
@@ -54,7 +55,7 @@ def test_tampered_file_is_reported_with_both_hashes(registry):
     os.chmod(target, 0o644)
     target.write_bytes(bytes(blob))
     code, out = verify(registry)
-    assert code == EXIT_ERROR
+    assert code == Exit.ERROR
     [line] = [x for x in out.splitlines() if x.startswith("tampered:")]
     assert str(target) in line and "!= manifest" in line
 
@@ -65,7 +66,7 @@ def test_missing_extra_and_broken_alias_each_get_a_line(registry):
     (new / "backdoor.tflite").write_bytes(b"TFL3 evil")
     (registry / "mnist" / "prod").symlink_to("no-such-version")
     code, out = verify(registry)
-    assert code == EXIT_ERROR
+    assert code == Exit.ERROR
     lines = out.splitlines()
     assert f"missing: {old / 'f16.tflite'}: listed in the manifest but not on disk" in lines
     assert f"extra: {new / 'backdoor.tflite'}: not listed in the manifest" in lines
@@ -79,14 +80,14 @@ def test_manifest_edited_to_match_a_swapped_file_is_still_caught_by_version(regi
     manifest["version"] = "someone-else"
     (old / reg.MANIFEST).write_text(json.dumps(manifest))
     code, out = verify(registry)
-    assert code == EXIT_ERROR
+    assert code == Exit.ERROR
     assert f"bad_manifest: {old / reg.MANIFEST}" in out
 
 
 def test_unreadable_manifest(registry):
     (versions(registry, "mnist")[0] / reg.MANIFEST).write_text("{not json")
     code, out = verify(registry)
-    assert code == EXIT_ERROR and "bad_manifest:" in out
+    assert code == Exit.ERROR and "bad_manifest:" in out
 
 
 @pytest.mark.parametrize("make", ["missing", "file"])
@@ -95,6 +96,6 @@ def test_no_registry_is_a_one_line_error(tmp_path, make):
     if make == "file":
         path.write_text("not a folder")
     code, out = verify(path)
-    assert code == EXIT_ERROR
+    assert code == Exit.ERROR
     assert out.strip().splitlines() == [f"{path}: cannot verify: no registry folder at {path}"]
     assert "Traceback" not in out

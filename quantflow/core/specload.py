@@ -7,6 +7,7 @@ the pydantic models of ``quantflow.core.spec`` and turns every problem into one 
 
 from __future__ import annotations
 
+import copy
 import difflib
 import re
 import types
@@ -349,15 +350,17 @@ def _missing_files(spec: Spec, workspace: Path, only: list[str] | None) -> list[
     return out
 
 
-def load_spec(path: str | Path = "pipelines.yaml", overrides: list[str] | None = None,
-              pipelines: list[str] | None = None) -> LoadedSpec:
-    """Read, override and validate a spec; raise SpecError listing every problem.
+@dataclass(frozen=True)
+class ParsedSpec:
+    """A spec file read once: the plain data (before overrides) and where each key is."""
 
-    Every pipeline is validated; the files a pipeline names are checked for the ``pipelines``
-    given (default: all), so running `digits` does not need the data of `mnist`.
+    path: Path
+    data: dict[str, Any]
+    marks: dict[Loc, tuple[int, int]]
 
-    Validation is strict: `epochs: yes` or `epochs: "5"` is a wrong type, not 1 or 5.
-    """
+
+def parse_spec(path: str | Path = "pipelines.yaml") -> ParsedSpec:
+    """Read and compose the YAML file (raises SpecError); validation comes in ``validate``."""
     path = Path(path)
     file = str(path)
     try:
@@ -373,17 +376,35 @@ def load_spec(path: str | Path = "pipelines.yaml", overrides: list[str] | None =
     if not isinstance(data, dict):
         raise SpecError([Problem(f"{file}:1:1", "", f"expected a mapping with a `pipelines:` "
                                  f"key, got a {type(data).__name__}")])
+    return ParsedSpec(path=path, data=data, marks=marks)
+
+
+def validate(parsed: ParsedSpec, overrides: list[str] | None = None,
+             pipelines: list[str] | None = None) -> LoadedSpec:
+    """Apply ``overrides`` to a copy of the parsed data and validate it; raise SpecError
+    listing every problem. The files a pipeline names are checked for ``pipelines`` (default:
+    all), so running `digits` does not need the data of `mnist`.
+
+    Validation is strict: `epochs: yes` or `epochs: "5"` is a wrong type, not 1 or 5.
+    """
+    file, data = str(parsed.path), copy.deepcopy(parsed.data)
     overridden: dict[Loc, str] = {}
     for assignment in overrides or []:
         overridden[_set_override(data, assignment)] = assignment
     try:
         spec = Spec.model_validate(data, strict=True)
-        found = _missing_files(spec, path.parent, pipelines)
+        found = _missing_files(spec, parsed.path.parent, pipelines)
     except ValidationError as exc:
         found = _problems(exc, data)
     except (TypeError, ValueError, RecursionError) as exc:
         raise SpecError([Problem(f"{file}:1:1", "", f"invalid document: {exc}")]) from None
     if found:
-        raise SpecError([Problem(_where(file, loc, marks, overridden), format_loc(loc), msg)
-                         for loc, msg in found])
-    return LoadedSpec(spec=spec, path=path, marks=marks)
+        raise SpecError([Problem(_where(file, loc, parsed.marks, overridden), format_loc(loc),
+                                 msg) for loc, msg in found])
+    return LoadedSpec(spec=spec, path=parsed.path, marks=parsed.marks)
+
+
+def load_spec(path: str | Path = "pipelines.yaml", overrides: list[str] | None = None,
+              pipelines: list[str] | None = None) -> LoadedSpec:
+    """Read, override and validate a spec in one call (see ``validate``)."""
+    return validate(parse_spec(path), overrides, pipelines)

@@ -1,7 +1,7 @@
 """What a run must do, and the guard that keeps two runs of one pipeline apart.
 
-``plan_run`` decides which stages are stale; ``finish_run`` records what ran. Staleness is
-DVC's job (see quantflow.versioning.dvc): without a dvc.yaml entry every stage runs.
+``plan_run`` decides which stages are stale; ``record`` and ``finish_run`` record what ran.
+Staleness is DVC's job (quantflow.versioning.dvc): without a dvc.yaml entry every stage runs.
 """
 
 from __future__ import annotations
@@ -11,17 +11,17 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from quantflow.core.errors import PipelineBusy  # noqa: F401 - re-exported
+from quantflow.core.errors import PipelineBusy
+from quantflow.core.request import RunRequest, load_request
 from quantflow.core.results import VariantMetrics
-from quantflow.core.specload import load_spec
-from quantflow.steps import STAGES, StepContext
+from quantflow.steps import STAGES
+from quantflow.versioning import dvc
 
 
 @dataclass
 class Plan:
-    ctx: StepContext
+    request: RunRequest
     stages: set[str]
     variants: list[str] = field(default_factory=list)
     recorded: set[str] = field(default_factory=set)  # steps already committed to DVC
@@ -36,89 +36,71 @@ class Plan:
         return out
 
 
-SPEC_SECTIONS = ("pipelines", "execution")  # the top-level keys of a spec
+def plan_run(request: RunRequest, force: bool = False) -> Plan:
+    """Ask DVC (once) what is stale; everything when DVC does not track this run."""
+    stale = None if force else dvc.stale_stages(request)
+    if stale is None:
+        return Plan(request, set(STAGES), [v.name for v in request.pipeline.variants])
+    return Plan(request, stale.stages, stale.variants)
 
 
-def pipeline_overrides(overrides: list[str], pipeline: str) -> list[str]:
-    """Anchor relative overrides at the run's pipeline: `train.epochs=3` of a `digits` run is
-    `pipelines.digits.train.epochs=3`, so a trigger need not repeat the pipeline's name.
-
-    Keys starting with a spec section stay as they are; so does anything that is not
-    `key=value`, for load_spec to reject in the user's own words.
-    """
-    out = []
-    for o in overrides:
-        key = o.split("=", 1)[0].strip()
-        relative = "=" in o and key and key.split(".", 1)[0] not in SPEC_SECTIONS
-        out.append(f"pipelines.{pipeline}.{o.lstrip()}" if relative else o)
-    return out
+# Plans made by `quantflow run` in this process, handed to the flow it calls in-process, so
+# the flow neither re-reads the spec nor asks DVC again. A deployment's flow run (another
+# process) finds nothing here and plans for itself.
+_PRIMED: dict[tuple[object, ...], Plan] = {}
 
 
-def context(workspace: str | Path, spec_file: str, overrides: list[str], pipeline: str) \
-        -> StepContext:
-    """Load and validate the spec (raises SpecError) and pick one pipeline.
-
-    ``overrides`` may be relative to ``pipeline`` (see ``pipeline_overrides``).
-    """
-    ws = Path(workspace).resolve()
-    loaded = load_spec(ws / spec_file, pipeline_overrides(overrides, pipeline),
-                       pipelines=[pipeline])
-    if pipeline not in loaded.spec.pipelines:
-        from quantflow.core.specload import Problem, SpecError
-
-        raise SpecError([Problem(str(ws / spec_file), f"pipelines.{pipeline}",
-                                 f"no such pipeline; have: {', '.join(loaded.spec.pipelines)}")])
-    return StepContext(spec=loaded.spec, name=pipeline, workspace=ws)
+def _key(workspace: str, spec_file: str, overrides: tuple[str, ...], pipeline: str,
+         force: bool) -> tuple[object, ...]:
+    return (os.path.realpath(workspace), spec_file, tuple(overrides), pipeline, force)
 
 
-def plan_run(workspace: str | Path, spec_file: str, overrides: list[str], pipeline: str,
-             force: bool = False, planned: list[str] | None = None) -> Plan:
-    """Ask DVC what is stale, unless ``planned`` (a ``Plan.describe()`` list) says already."""
-    ctx = context(workspace, spec_file, overrides, pipeline)
-    if planned is not None:
-        variants = [s.split(":", 1)[1] for s in planned if s.startswith("quantize:")]
-        stages = {s.split(":", 1)[0] for s in planned}
-        return Plan(ctx, stages, variants)
-    from quantflow.versioning import dvc
+def prime(plan: Plan, overrides: list[str], force: bool) -> None:
+    """Hand ``plan`` to the flow this process is about to call with these parameters."""
+    r = plan.request
+    _PRIMED[_key(str(r.workspace), r.spec_file, tuple(overrides), r.name, force)] = plan
 
-    stale = None if force else dvc.stale_stages(ctx, spec_file)
-    if stale is None:  # no DVC tracking for this pipeline: run everything
-        return Plan(ctx, set(STAGES), [v.name for v in ctx.pipeline.variants])
-    return Plan(ctx, stale.stages, stale.variants)
+
+def for_flow(workspace: str, spec_file: str, overrides: list[str], pipeline: str,
+             force: bool) -> tuple[RunRequest, Plan | None]:
+    """The request of this flow run and the plan `quantflow run` made for it, if it did;
+    otherwise the spec is read once here and the caller plans under the pipeline lock."""
+    primed = _PRIMED.pop(_key(workspace, spec_file, tuple(overrides), pipeline, force), None)
+    if primed is not None:
+        return primed.request, primed
+    return load_request(workspace, spec_file, overrides, pipeline), None
 
 
 def record(plan: Plan, steps: list[str]) -> None:
-    """Record finished steps in DVC now (see quantflow.versioning.dvc.record_steps)."""
-    from quantflow.versioning import dvc
-
-    dvc.record_steps(plan, steps)
+    """Record finished steps in DVC now, so a run killed later keeps them."""
+    dvc.record_steps(plan.request, [s for s in steps if s not in plan.recorded])
+    plan.recorded.update(steps)
 
 
 def finish_run(plan: Plan) -> list[str]:
-    """Record the run in DVC (from this one process) and list the variants that failed."""
-    from quantflow.versioning import dvc
-
-    dvc.commit_run(plan)
+    """Record the rest of the run in DVC (from this one process); list the failed variants."""
+    ran = [s for s in plan.describe() if s not in plan.recorded]
+    dvc.commit_run(plan.request, ran, push_targets=plan.describe()
+                   if "publish" in plan.stages else None)
+    plan.recorded.update(ran)
     failed = []
-    for v in plan.ctx.pipeline.variants:
-        path = plan.ctx.paths.variant_metrics(v.name)
+    for v in plan.request.pipeline.variants:
+        path = plan.request.paths.variant_metrics(v.name)
         if path.exists() and VariantMetrics.read(path).status == "failed":
             failed.append(v.name)
     return failed
 
 
-def check_not_running(workspace: str | Path, spec_file: str, overrides: list[str],
-                      pipeline: str) -> None:
+def check_not_running(request: RunRequest) -> None:
     """Raise PipelineBusy now, before a flow run is even created, if another run holds it."""
-    with pipeline_lock(workspace, spec_file, overrides, pipeline):
+    with pipeline_lock(request):
         pass
 
 
 @contextmanager
-def pipeline_lock(workspace: str | Path, spec_file: str, overrides: list[str], pipeline: str) \
-        -> Iterator[None]:
+def pipeline_lock(request: RunRequest) -> Iterator[None]:
     """Refuse a second concurrent run of the same pipeline with a clear message."""
-    lock = context(workspace, spec_file, overrides, pipeline).paths.lock
+    lock = request.paths.lock
     lock.parent.mkdir(parents=True, exist_ok=True)
     with open(lock, "a+") as f:
         try:
@@ -126,7 +108,7 @@ def pipeline_lock(workspace: str | Path, spec_file: str, overrides: list[str], p
         except BlockingIOError:
             f.seek(0)
             holder = f.read().strip() or "unknown"
-            raise PipelineBusy(f"pipeline {pipeline!r} is already running ({holder}); "
+            raise PipelineBusy(f"pipeline {request.name!r} is already running ({holder}); "
                                "wait for it to finish") from None
         f.seek(0)
         f.truncate()

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from quantflow.orchestration.plan import context
+from quantflow.core.request import RunRequest
 
 
-def print_summary(console: Console, workspace: Path, spec_file: str, overrides: list[str],
-                  summary: object) -> None:
+def print_summary(console: Console, request: RunRequest, summary: object) -> None:
     from quantflow.steps.gate import table_rows
 
-    ctx = context(workspace, spec_file, overrides, summary.pipeline)  # type: ignore[attr-defined]
+    ctx = request.step
     if ctx.paths.gate.exists():
         rows = table_rows(ctx)
         table = Table(title=f"{ctx.name}: variants and gate")
@@ -24,16 +22,17 @@ def print_summary(console: Console, workspace: Path, spec_file: str, overrides: 
             table.add_column(c, no_wrap=True)
         for r in rows:
             style = {"PASS": "green", "FAIL": "red"}.get(r["gate"], "")
-            table.add_row(*["" if r[c] is None else str(r[c]) for c in columns], style=style)
+            table.add_row(*["" if r[c] is None else escape(str(r[c])) for c in columns],
+                          style=style)
         console.print(table)
         for r in rows:
             if r["gate"] == "FAIL":
-                console.print(f"  [red]{r['variant']}[/red]: {r['reason']}")
+                console.print(f"  [red]{escape(r['variant'])}[/red]: {escape(r['reason'])}")
         console.print(f"report: {ctx.paths.report.relative_to(ctx.workspace)}")
     status = summary.status  # type: ignore[attr-defined]
     colour = {"published": "green", "blocked": "red"}.get(status, "yellow")
     console.print(f"[{colour}]{ctx.name}: {status}[/{colour}]"
                   f"{' version ' + summary.version if summary.version else ''}"  # type: ignore
-                  f"{' - ' + summary.message if summary.message else ''}")  # type: ignore
+                  f"{' - ' + escape(summary.message) if summary.message else ''}")  # type: ignore
     if summary.failed_variants:  # type: ignore[attr-defined]
         console.print(f"[red]failed variants: {', '.join(summary.failed_variants)}[/red]")

@@ -6,10 +6,12 @@ import time
 from pathlib import Path
 
 from quantflow.core import io
+from quantflow.core.request import StepContext
 from quantflow.core.results import VariantMetrics
 from quantflow.core.spec import EvaluationSpec
 from quantflow.core.tfenv import tf_modules
-from quantflow.steps import StepContext
+
+READS = ("evaluation",)
 
 
 def export_model(trained: Path, saved_model: Path, float_tflite: Path) -> float:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from quantflow.core.request import StepContext
 from quantflow.core.results import GateResult, VariantMetrics
 from quantflow.domain import report
 from quantflow.domain.gate import decide
-from quantflow.steps import StepContext
+
+# strategy and objective (publish) pick what gets selected.
+READS = ("description", "gate", "variants.*.gate", "publish")
 
 
 def load_metrics(ctx: StepContext) -> tuple[VariantMetrics, list[VariantMetrics]]:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from quantflow.core import io
+from quantflow.core.request import StepContext
 from quantflow.core.results import Result
 from quantflow.domain import data
-from quantflow.steps import StepContext
+
+READS = ("dataset", "calibration")
 
 
 class PrepareInfo(Result):

@@ -10,13 +10,16 @@ import subprocess
 import sys
 from typing import Any
 
+from quantflow.core.request import StepContext
 from quantflow.core.results import GateResult, PublishRecord
 from quantflow.core.tfenv import versions
 from quantflow.domain import registry
-from quantflow.steps import StepContext
 from quantflow.steps.gate import load_metrics
 from quantflow.steps.prepare import PrepareInfo
 from quantflow.versioning import dvc
+
+# The manifest records the fingerprint of the whole pipeline spec.
+READS = ("",)
 
 
 def _git_commit(ctx: StepContext) -> str | None:

@@ -7,9 +7,12 @@ import shutil
 import time
 import traceback
 
+from quantflow.core.request import StepContext
 from quantflow.core.results import VariantMetrics
-from quantflow.steps import StepContext
 from quantflow.variants import ConvertInputs, converter
+
+# Its own variant item (minus its gate, the gate's to read); QAT fine-tunes with `train`.
+READS = ("variants.{variant}", "-variants.{variant}.gate", "train", "evaluation")
 
 
 def quantize(ctx: StepContext, variant_name: str) -> VariantMetrics:

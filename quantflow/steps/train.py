@@ -8,13 +8,15 @@ from pathlib import Path
 from typing import Any
 
 from quantflow.core import io
+from quantflow.core.request import StepContext
 from quantflow.core.results import Result
 from quantflow.core.spec import MlpModel, PathModel, SeedCnnModel, TrainSpec
 from quantflow.core.tfenv import tf_modules
 from quantflow.domain import models
-from quantflow.steps import StepContext
 
 log = logging.getLogger("quantflow.train")
+
+READS = ("model", "train")
 
 
 def _progress(keras: Any, epochs: int) -> Any:

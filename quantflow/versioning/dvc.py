@@ -17,19 +17,14 @@ from collections.abc import Iterable, Iterator
 from contextlib import chdir, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 
 from quantflow.core.errors import DvcError  # noqa: F401 - re-exported
 from quantflow.core.io import md5_file
+from quantflow.core.request import RunRequest
 from quantflow.versioning.dvcgen import Stage, pipeline_stages, write_dvc_yaml
-
-if TYPE_CHECKING:
-    from quantflow.orchestration.plan import Plan
-    from quantflow.steps import StepContext
-
-
 
 
 @dataclass
@@ -70,23 +65,19 @@ def _tracked_spec_file(workspace: Path) -> str | None:
     return files.pop() if len(files) == 1 else None
 
 
-def _tracked(ctx: StepContext, spec_file: str | None) -> list[Stage] | None:
+def _tracked(request: RunRequest) -> list[Stage] | None:
     """This pipeline's stages when DVC can own its staleness for this run, else None.
 
     A stale dvc.yaml (pipelines.yaml edited since `quantflow dvc`) is regenerated first: it is
     a pure function of pipelines.yaml, and DVC would otherwise track yesterday's keys.
     """
-    from quantflow.core.specload import load_spec
-
-    tracked = _tracked_spec_file(ctx.workspace)
-    if tracked is None or (spec_file is not None and tracked != spec_file):
-        return None
-    file_spec = load_spec(ctx.workspace / tracked, pipelines=[ctx.name]).spec
-    if file_spec != ctx.spec:  # --set overrides: DVC params would not describe this run
-        return None
-    if write_dvc_yaml(file_spec, ctx.workspace / tracked):
-        print(f"quantflow: regenerated dvc.yaml from the edited {tracked}", file=sys.stderr)
-    return pipeline_stages(file_spec, ctx.name)
+    if _tracked_spec_file(request.workspace) != request.spec_file or not request.matches_file:
+        return None  # no dvc.yaml for this spec, or --set overrides DVC's params don't describe
+    file_spec = request.file_spec or request.spec
+    if write_dvc_yaml(file_spec, request.workspace / request.spec_file):
+        print(f"quantflow: regenerated dvc.yaml from the edited {request.spec_file}",
+              file=sys.stderr)
+    return pipeline_stages(file_spec, request.name)
 
 
 def _with_downstream(stages: list[Stage], stale: set[str]) -> set[str]:
@@ -99,12 +90,12 @@ def _with_downstream(stages: list[Stage], stale: set[str]) -> set[str]:
     return out
 
 
-def stale_stages(ctx: StepContext, spec_file: str) -> Stale | None:
+def stale_stages(request: RunRequest) -> Stale | None:
     """What must run, per DVC; None when DVC does not track this pipeline for this run."""
-    stages = _tracked(ctx, spec_file)
+    stages = _tracked(request)
     if stages is None:
         return None
-    with _repo(ctx.workspace) as repo:
+    with _repo(request.workspace) as repo:
         found = repo.status(targets=[s.name for s in stages])
     run = _with_downstream(stages, {key.rsplit(":", 1)[-1] for key in found})
     return Stale(stages={s.step for s in stages if s.name in run},
@@ -128,31 +119,26 @@ def _commit(repo: Any, stages: list[Stage]) -> None:
                        + "\n  ".join(failed))
 
 
-def record_steps(plan: Plan, steps: list[str]) -> None:
+def record_steps(request: RunRequest, steps: list[str]) -> None:
     """Commit finished steps right away (from the one orchestrating process), so a run killed
     later keeps them and the next run does not redo them."""
-    stages = _tracked(plan.ctx, None)
-    if stages is None:
-        return
-    done = [s for s in stages if _step_of(s) in steps]
+    stages = _tracked(request)
+    done = [s for s in stages or [] if _step_of(s) in steps]
     if done:
-        with _repo(plan.ctx.workspace) as repo:
+        with _repo(request.workspace) as repo:
             _commit(repo, done)
-    plan.recorded.update(steps)
 
 
-def commit_run(plan: Plan) -> None:
-    """Record what ran (and was not recorded yet) in dvc.lock and the cache; push after
-    publish."""
-    stages = _tracked(plan.ctx, None)
+def commit_run(request: RunRequest, steps: list[str], push_targets: list[str] | None) -> None:
+    """Record ``steps`` (what ran and was not recorded yet) in dvc.lock and the cache; then,
+    after a publish, push the outputs of ``push_targets`` (the steps of this run)."""
+    stages = _tracked(request)
     if stages is None:
         return
-    ran = set(plan.describe()) - plan.recorded
-    with _repo(plan.ctx.workspace) as repo:
-        _commit(repo, [s for s in stages if _step_of(s) in ran])
-        plan.recorded.update(ran)
-        if "publish" in plan.stages:  # what earlier runs produced was pushed by them
-            problem = _push(repo, [s.name for s in stages if _step_of(s) in plan.describe()])
+    with _repo(request.workspace) as repo:
+        _commit(repo, [s for s in stages if _step_of(s) in steps])
+        if push_targets is not None:  # what earlier runs produced was pushed by them
+            problem = _push(repo, [s.name for s in stages if _step_of(s) in push_targets])
             if problem:
                 print(f"quantflow: {problem}", file=sys.stderr)
 

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from quantflow.orchestration.plan import Plan, context
+from quantflow.core.request import load_request
+from quantflow.orchestration.plan import Plan
 from quantflow.steps import STAGES
 from quantflow.versioning.dvc import Stale, commit_run, md5_of, stale_stages
 from tests.tiny import tiny_spec, write_workspace
@@ -102,21 +103,27 @@ def fake_outputs(ws: Path) -> None:
                 target.write_text(f"placeholder {path.name}\n")
 
 
+def record_all(request) -> None:
+    """Record every step of the one-variant pipeline as `quantflow run` would after publish."""
+    steps = Plan(request, set(STAGES), ["dr"]).describe()
+    commit_run(request, steps, push_targets=steps)
+
+
 # --------------------------------------------------------------- bookkeeping (no TensorFlow)
 def test_dvc_decides_what_is_stale_and_commit_run_records_it(ws):
-    ctx = context(ws, "pipelines.yaml", [], "tiny")
-    assert stale_stages(ctx, "pipelines.yaml") == Stale(set(STAGES), ["dr"])  # never run
+    ctx = load_request(ws, "pipelines.yaml", [], "tiny")
+    assert stale_stages(ctx) == Stale(set(STAGES), ["dr"])  # never run
 
     fake_outputs(ws)
-    commit_run(Plan(ctx, set(STAGES), ["dr"]))
+    record_all(ctx)
     assert status(ws) == {}
-    assert stale_stages(ctx, "pipelines.yaml") == Stale(set(), [])
+    assert stale_stages(ctx) == Stale(set(), [])
     assert status(ws, "--cloud") == {}, "commit_run pushes when publish ran"
     assert (remote(ws) / "files" / "md5").is_dir()
 
     def after(change) -> Stale | None:
         edit_spec(ws, change)
-        return stale_stages(context(ws, "pipelines.yaml", [], "tiny"), "pipelines.yaml")
+        return stale_stages(load_request(ws, "pipelines.yaml", [], "tiny"))
 
     assert after(lambda p: p["gate"].update(min_accuracy=0.6)) == Stale({"gate", "publish"})
     assert after(lambda p: p["variants"][0].update(kind="float16")) == \
@@ -127,33 +134,33 @@ def test_dvc_decides_what_is_stale_and_commit_run_records_it(ws):
 
 def test_overrides_and_untracked_pipelines_are_left_to_run_everything(ws, tmp_path):
     fake_outputs(ws)
-    ctx = context(ws, "pipelines.yaml", [], "tiny")
-    commit_run(Plan(ctx, set(STAGES), ["dr"]))
+    ctx = load_request(ws, "pipelines.yaml", [], "tiny")
+    record_all(ctx)
     lock = (ws / "dvc.lock").read_text()
 
-    overridden = context(ws, "pipelines.yaml", ["pipelines.tiny.train.epochs=3"], "tiny")
-    assert stale_stages(overridden, "pipelines.yaml") is None
-    commit_run(Plan(overridden, set(STAGES), ["dr"]))
+    overridden = load_request(ws, "pipelines.yaml", ["pipelines.tiny.train.epochs=3"], "tiny")
+    assert stale_stages(overridden) is None
+    record_all(overridden)
     assert (ws / "dvc.lock").read_text() == lock, "an overridden run is not recorded"
 
     plain = tmp_path / "plain"
     write_workspace(plain, tiny_spec())
-    assert stale_stages(context(plain, "pipelines.yaml", [], "tiny"), "pipelines.yaml") is None
+    assert stale_stages(load_request(plain, "pipelines.yaml", [], "tiny")) is None
 
 
 def test_a_stale_dvc_yaml_is_regenerated_before_asking_dvc(ws):
     fake_outputs(ws)
-    commit_run(Plan(context(ws, "pipelines.yaml", [], "tiny"), set(STAGES), ["dr"]))
+    record_all(load_request(ws, "pipelines.yaml", [], "tiny"))
     edit_spec(ws, lambda p: p["variants"].append({"name": "i8", "kind": "int8"}))
-    ctx = context(ws, "pipelines.yaml", [], "tiny")
-    assert stale_stages(ctx, "pipelines.yaml") == Stale({"quantize", "gate", "publish"}, ["i8"])
+    ctx = load_request(ws, "pipelines.yaml", [], "tiny")
+    assert stale_stages(ctx) == Stale({"quantize", "gate", "publish"}, ["i8"])
     assert "tiny-quantize-i8" in yaml.safe_load((ws / "dvc.yaml").read_text())["stages"]
     assert sh(ws, "quantflow", "dvc", "--check")
 
 
 def test_md5_of_is_what_dvc_records(ws):
     fake_outputs(ws)
-    commit_run(Plan(context(ws, "pipelines.yaml", [], "tiny"), set(STAGES), ["dr"]))
+    record_all(load_request(ws, "pipelines.yaml", [], "tiny"))
     lock = yaml.safe_load((ws / "dvc.lock").read_text())["stages"]
     calib = "artifacts/tiny/prepare/calibration.npz"
     [entry] = [o for o in lock["tiny-prepare"]["outs"] if o["path"] == calib]

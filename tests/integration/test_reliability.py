@@ -25,7 +25,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from quantflow.cli import EXIT_BUSY, EXIT_OK, EXIT_VARIANT_FAILED, app
+from quantflow.cli import app
+from quantflow.core.errors import Exit
 from quantflow.domain.registry import list_versions, resolve_alias, verify
 from tests.tiny import tiny_spec, write_workspace
 
@@ -76,7 +77,7 @@ def test_failed_variants_are_recorded_and_the_others_published(prefect_harness, 
                   {"name": "a16", "kind": "int16x8"}]))
     result = CliRunner().invoke(app, ["run", "--spec", str(spec), "--force"],
                                 catch_exceptions=False)
-    assert result.exit_code == EXIT_VARIANT_FAILED, result.output
+    assert result.exit_code == Exit.VARIANT_FAILED, result.output
     assert re.search(r"failed variants: (a16, i8|i8, a16)", result.output), result.output
 
     art = ws / "artifacts" / "tiny"
@@ -201,13 +202,13 @@ def test_two_concurrent_runs_one_completes_the_other_refuses(dvc_ws, concurrent)
     ws, _ = dvc_ws
     codes = sorted(code for code, _ in concurrent)
     outputs = "\n".join(out for _, out in concurrent)
-    assert codes in ([EXIT_OK, EXIT_BUSY], [EXIT_OK, EXIT_OK]), outputs[-6000:]
-    if codes == [EXIT_OK, EXIT_BUSY]:
-        busy = next(out for code, out in concurrent if code == EXIT_BUSY)
+    assert codes in ([Exit.OK, Exit.BUSY], [Exit.OK, Exit.OK]), outputs[-6000:]
+    if codes == [Exit.OK, Exit.BUSY]:
+        busy = next(out for code, out in concurrent if code == Exit.BUSY)
         assert "pipeline 'tiny' is already running (pid " in busy, busy[-3000:]
     reg = ws / "registry" / "tiny"
     versions = list_versions(reg)
-    assert len(versions) == codes.count(EXIT_OK)
+    assert len(versions) == codes.count(Exit.OK)
     assert resolve_alias(reg, "latest") == versions[-1]
     assert verify(ws / "registry") == []
 
@@ -284,7 +285,7 @@ def test_kill_9_at_each_point_leaves_the_registry_intact(dvc_ws, concurrent):
         hit[point] = kill_when(run, lambda r=run, f=ready: f(r.started))
         if point == "publish" and hit[point]:
             hit[point] = "inside" if temp_folders(reg) - stale_temp else "after the rename"
-        assert hit[point] or run.proc.returncode == EXIT_OK, run.output()[-3000:]
+        assert hit[point] or run.proc.returncode == Exit.OK, run.output()[-3000:]
         before = assert_intact(ws, before, alias, may_add=point == "publish" or not hit[point])
         alias = resolve_alias(reg, "latest")
     print(f"kill points hit: {hit}")
@@ -293,7 +294,7 @@ def test_kill_9_at_each_point_leaves_the_registry_intact(dvc_ws, concurrent):
     final = start_run(ws, env, "after-kills")
     final.proc.wait(timeout=900)
     out = final.output()
-    assert final.proc.returncode == EXIT_OK, out[-4000:]
+    assert final.proc.returncode == Exit.OK, out[-4000:]
     assert "already running" not in out
     after = assert_intact(ws, before, alias, may_add=True)
     print(f"run after the kills ran: {ran_stages(out) or 'nothing (up to date)'}")

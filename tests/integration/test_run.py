@@ -8,7 +8,8 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from quantflow.cli import EXIT_BLOCKED, EXIT_SPEC, app
+from quantflow.cli import app
+from quantflow.core.errors import Exit
 from quantflow.domain.registry import list_versions, resolve_alias, verify
 from tests.tiny import tiny_spec, write_workspace
 
@@ -38,7 +39,7 @@ def test_run_publishes_then_failed_gate_keeps_alias(prefect_harness, tmp_path):
     # An impossible threshold: nothing passes, nothing is published, the alias stays.
     code, out = quantflow("run", "--spec", str(spec), "--force",
                           "--set", "pipelines.tiny.gate.min_accuracy=1.0")
-    assert code == EXIT_BLOCKED, out
+    assert code == Exit.BLOCKED, out
     assert list_versions(reg) == [version]
     assert resolve_alias(reg, "latest") == version
     assert "blocked" in out
@@ -48,6 +49,6 @@ def test_run_publishes_then_failed_gate_keeps_alias(prefect_harness, tmp_path):
 def test_bad_override_exits_2_and_writes_nothing(tmp_path, override):
     spec = write_workspace(tmp_path / "ws", tiny_spec())
     code, out = quantflow("run", "--spec", str(spec), "--set", override)
-    assert code == EXIT_SPEC
+    assert code == Exit.SPEC
     assert "pipelines.tiny.train.epochs" in out
     assert sorted(p.name for p in (tmp_path / "ws").iterdir()) == ["pipelines.yaml"]
