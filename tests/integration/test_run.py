@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from quantflow.cli import app
+from quantflow.core import specload
 from quantflow.core.errors import Exit
 from quantflow.domain.registry import list_versions, resolve_alias, verify
 from tests.tiny import tiny_spec, write_workspace
@@ -21,10 +22,14 @@ def quantflow(*args: str):
     return result.exit_code, result.output
 
 
-def test_run_publishes_then_failed_gate_keeps_alias(prefect_harness, tmp_path):
+def test_run_publishes_then_failed_gate_keeps_alias(prefect_harness, tmp_path, monkeypatch):
     spec = write_workspace(tmp_path / "ws", tiny_spec())
+    parses = []
+    real = specload._compose
+    monkeypatch.setattr(specload, "_compose", lambda *a: parses.append(a) or real(*a))
     code, out = quantflow("run", "--spec", str(spec), "--force")
     assert code == 0, out
+    assert len(parses) == 1, "pipelines.yaml is parsed once per run (cli, plan, flow, summary)"
     reg = tmp_path / "ws" / "registry" / "tiny"
     [version] = list_versions(reg)
     assert resolve_alias(reg, "latest") == version
