@@ -84,10 +84,48 @@ class KerasDataset(DatasetBase):
     name: Literal["mnist", "fashion_mnist"] = Field(description="Which keras dataset.")
 
 
+class ImageDirDataset(DatasetBase):
+    source: Literal["image_dir"] = Field(
+        description="A folder with one sub-folder of images per class (class = sub-folder name, "
+        "labels in sorted name order)."
+    )
+    path: str = Field(description="The folder holding one sub-folder per class.")
+    image_size: list[Annotated[int, Field(ge=1, le=4096)]] = Field(
+        min_length=2, max_length=2, description="[height, width] every image is resized to."
+    )
+    color_mode: Literal["rgb", "grayscale"] = Field(
+        "rgb", description="rgb gives (H, W, 3) inputs, grayscale (H, W, 1)."
+    )
+    extensions: list[str] = Field(
+        default_factory=lambda: [".png", ".jpg", ".jpeg", ".bmp", ".gif"],
+        description="File name endings read as images (case-insensitive); others are skipped.",
+    )
+
+
+class CsvDataset(DatasetBase):
+    source: Literal["csv"] = Field(description="A CSV file with a header row.")
+    path: str = Field(description="Path to the .csv file.")
+    label: str = Field("label", description="Column of the integer class labels.")
+    features: list[str] | None = Field(
+        None, description="Numeric feature columns, in model input order (default: all others)."
+    )
+    delimiter: str = Field(",", min_length=1, max_length=1, description="Field separator.")
+
+
 Dataset = Annotated[
-    SklearnDigitsDataset | IdxDataset | NpzDataset | KerasDataset,
+    SklearnDigitsDataset | IdxDataset | NpzDataset | KerasDataset | ImageDirDataset | CsvDataset,
     Field(discriminator="source", description="Where the data comes from."),
 ]
+
+
+def dataset_files(ds: Any) -> list[tuple[str, str]]:
+    """(spec key, path) of every user file or folder a dataset source reads, relative to the
+    workspace: `validate` checks they exist and dvc.yaml tracks them as deps."""
+    if isinstance(ds, IdxDataset):
+        return [("images", f"{ds.path}/{ds.images}"), ("labels", f"{ds.path}/{ds.labels}")]
+    if isinstance(ds, NpzDataset | CsvDataset | ImageDirDataset):
+        return [("path", ds.path)]
+    return []
 
 
 # ----------------------------------------------------------------------------- model

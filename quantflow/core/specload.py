@@ -20,7 +20,15 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from quantflow.core.errors import Problem, SpecError
-from quantflow.core.spec import NAME_PATTERN, IdxDataset, NpzDataset, PathModel, Spec
+from quantflow.core.spec import (
+    NAME_PATTERN,
+    CsvDataset,
+    IdxDataset,
+    ImageDirDataset,
+    NpzDataset,
+    PathModel,
+    Spec,
+)
 
 Loc = tuple[str | int, ...]
 
@@ -341,8 +349,10 @@ def _missing_files(spec: Spec, workspace: Path, only: list[str] | None) -> list[
         if isinstance(ds, IdxDataset) and need(at + ("dataset", "path"), ds.path, "directory"):
             for key in ("images", "labels"):
                 need(at + ("dataset", key), f"{ds.path}/{getattr(ds, key)}")
-        elif isinstance(ds, NpzDataset):
+        elif isinstance(ds, NpzDataset | CsvDataset):
             need(at + ("dataset", "path"), ds.path)
+        elif isinstance(ds, ImageDirDataset):
+            need(at + ("dataset", "path"), ds.path, "directory")
         if isinstance(p.model, PathModel):
             need(at + ("model", "path"), p.model.path, "file or directory")
         if p.calibration.path is not None:

@@ -16,13 +16,17 @@ import numpy as np
 from quantflow.core.errors import DataError  # noqa: F401 - re-exported
 from quantflow.core.spec import (
     CalibrationSpec,
+    CsvDataset,
     IdxDataset,
+    ImageDirDataset,
     KerasDataset,
     NpzDataset,
     SklearnDigitsDataset,
 )
+from quantflow.domain import readers
 
-DatasetSpec = SklearnDigitsDataset | IdxDataset | NpzDataset | KerasDataset
+DatasetSpec = (SklearnDigitsDataset | IdxDataset | NpzDataset | KerasDataset | ImageDirDataset
+               | CsvDataset)
 
 
 
@@ -72,6 +76,11 @@ def load_raw(ds: DatasetSpec, workspace: Path) -> tuple[np.ndarray, np.ndarray]:
     if isinstance(ds, NpzDataset):
         x, y = _load_npz(workspace / ds.path, ds.x_key, ds.y_key)
         return x, y
+    if isinstance(ds, ImageDirDataset):
+        x, y, _ = readers.read_image_dir(ds, workspace)
+        return x, y
+    if isinstance(ds, CsvDataset):
+        return readers.read_csv(ds, workspace)
     from quantflow.core.tfenv import tf_modules
 
     _, keras = tf_modules()
@@ -162,3 +171,11 @@ def calibration_samples(cal: CalibrationSpec, splits: Splits, workspace: Path) -
     idx = np.random.default_rng(cal.seed).choice(len(pool), size=cal.samples, replace=False)
     return pool[np.sort(idx)]
 
+
+
+def class_names(ds: DatasetSpec, workspace: Path, num_classes: int) -> list[str]:
+    """What each label means: the sub-folder names of an image folder, else the numbers."""
+    if isinstance(ds, ImageDirDataset):
+        return sorted(p.name for p in (workspace / ds.path).iterdir()
+                      if p.is_dir() and not p.name.startswith("."))
+    return [str(i) for i in range(num_classes)]

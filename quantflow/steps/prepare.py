@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pydantic import Field
+
 from quantflow.core import io
 from quantflow.core.request import StepContext
 from quantflow.core.results import Result
@@ -19,6 +21,7 @@ class PrepareInfo(Result):
     calibration_examples: int
     dataset_sha256: str
     calibration_sha256: str
+    class_names: list[str] = Field(default_factory=list)
 
 
 
@@ -37,6 +40,7 @@ def prepare(ctx: StepContext) -> PrepareInfo:
         test_examples=len(splits.x_test), calibration_examples=len(calib),
         dataset_sha256=io.sha256_file(p.dataset),
         calibration_sha256=io.sha256_file(p.calibration),
+        class_names=data.class_names(spec.dataset, ctx.workspace, splits.num_classes),
     )
     info.write(p.prepare_info)
     return info

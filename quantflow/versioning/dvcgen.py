@@ -18,7 +18,7 @@ from pydantic import BaseModel
 
 from quantflow.core import io
 from quantflow.core.paths import pipeline_paths
-from quantflow.core.spec import IdxDataset, NpzDataset, PathModel, PipelineSpec, Spec
+from quantflow.core.spec import PathModel, PipelineSpec, Spec, dataset_files
 from quantflow.steps import declared_reads
 
 PLOT_TEMPLATE = "accuracy_vs_size"  # .dvc/plots/accuracy_vs_size.json
@@ -128,11 +128,7 @@ def stage_params(key: str, pipe: PipelineSpec, stage: str, variant: int | None =
 def _data_files(spec: PipelineSpec) -> list[str]:
     """User files prepare reads, as the spec names them (relative to the workspace)."""
     files = []
-    ds = spec.dataset
-    if isinstance(ds, IdxDataset):
-        files += [posixpath.join(ds.path, ds.images), posixpath.join(ds.path, ds.labels)]
-    elif isinstance(ds, NpzDataset):
-        files.append(ds.path)
+    files += [path for _, path in dataset_files(spec.dataset)]
     if spec.calibration.path is not None:
         files.append(spec.calibration.path)
     return [posixpath.normpath(f) for f in files]
