@@ -188,3 +188,7 @@ def serve(port: Annotated[int, typer.Option(help="Prefect server port (127.0.0.1
 
 def main() -> None:  # pragma: no cover - console entry point
     sys.exit(app())
+
+
+if __name__ == "__main__":  # `python -m quantflow.cli`, as tests run it against a copied package
+    main()
