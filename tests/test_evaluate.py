@@ -11,9 +11,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from quantflow.core.spec import EvaluationSpec, Int8Variant
+from quantflow.core.spec import EvaluationSpec
 from quantflow.domain.evaluate import dequantize, evaluate_tflite, load_test_split, quantize
 from quantflow.variants import ConvertInputs, converter
+from quantflow.variants.int8 import Int8Variant
 
 CFG = EvaluationSpec(threads=1, warmup_runs=2, timed_runs=20, batch_size=8)
 

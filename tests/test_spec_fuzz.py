@@ -23,6 +23,8 @@ from pydantic import BaseModel
 
 from quantflow.core import spec as spec_module
 from quantflow.core.specload import LoadedSpec, SpecError, load_spec
+from quantflow.sources import sources
+from quantflow.variants import kinds
 from tests.tiny import TINY
 
 FUZZ = settings(max_examples=120, deadline=None, derandomize=True,
@@ -30,10 +32,12 @@ FUZZ = settings(max_examples=120, deadline=None, derandomize=True,
 
 
 def _schema_words() -> tuple[list[str], list[Any]]:
-    """Every field name and every Literal value of the spec models."""
+    """Every field name and every Literal value of the spec models (kinds and model sources
+    included: their spec classes live in their own modules)."""
     keys: set[str] = set()
     literals: set[Any] = set()
-    for obj in vars(spec_module).values():
+    plugins = [k.spec for k in kinds().values()] + [s.spec for s in sources().values()]
+    for obj in [*vars(spec_module).values(), *plugins]:
         if isinstance(obj, type) and issubclass(obj, BaseModel) and obj is not BaseModel:
             for name, field in obj.model_fields.items():
                 keys.add(name)

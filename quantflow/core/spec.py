@@ -2,6 +2,11 @@
 
 Every model forbids unknown keys, so a typo is an error at load time rather than a silently
 ignored setting. Reading the YAML file (with line numbers) lives in ``quantflow.core.specload``.
+
+Variant kinds and model sources are plugins: each one's spec class lives in its own module
+(``quantflow/variants/<kind>.py``, ``quantflow/sources/<name>.py``, on the bases of
+``quantflow.core.specbase``), and the ``Variant`` and ``Model`` unions here are built from the
+modules found there. The JSON Schema (``quantflow.core.schema``) follows from ``Spec``.
 """
 
 from __future__ import annotations
@@ -11,28 +16,11 @@ import json
 from pathlib import PurePosixPath
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Discriminator,
-    Field,
-    StringConstraints,
-    Tag,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, field_validator, model_validator
 
-NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]{0,63}$"
-Name = Annotated[
-    str,
-    StringConstraints(pattern=NAME_PATTERN),
-    Field(description="Letters, digits, '_' or '-', starting with a letter (max 64)."),
-]
-Fraction = Annotated[float, Field(gt=0, lt=1)]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+from quantflow.core.specbase import Fraction, GateSpec, Name, Strict, TrainSpec
+from quantflow.sources import model_union
+from quantflow.variants import variant_union
 
 
 # ----------------------------------------------------------------------------- dataset
@@ -129,58 +117,11 @@ def dataset_files(ds: Any) -> list[tuple[str, str]]:
 
 
 # ----------------------------------------------------------------------------- model
-class SeedCnnModel(Strict):
-    arch: Literal["seed_cnn"] = Field(
-        description="The CNN of TF's QAT example: Reshape, Conv2D, MaxPool, Flatten, Dense."
-    )
-    filters: int = Field(12, ge=1, le=1024, description="Conv2D filters.")
-    kernel_size: int = Field(3, ge=1, le=11, description="Conv2D kernel size.")
-    pool_size: int = Field(2, ge=1, le=8, description="MaxPool size.")
-
-
-class MlpModel(Strict):
-    arch: Literal["mlp"] = Field(description="A small fully connected network.")
-    hidden: list[Annotated[int, Field(ge=1, le=4096)]] = Field(
-        default_factory=lambda: [64], description="Hidden layer widths (ReLU)."
-    )
-
-
-class PathModel(Strict):
-    path: str = Field(
-        description="An existing .keras/.h5 file or SavedModel directory; training is skipped."
-    )
-
-
-def _model_tag(v: Any) -> str | None:
-    if isinstance(v, dict):
-        return "path" if "path" in v else v.get("arch")
-    return "path" if isinstance(v, PathModel) else getattr(v, "arch", None)
-
-
-Model = Annotated[
-    Annotated[SeedCnnModel, Tag("seed_cnn")]
-    | Annotated[MlpModel, Tag("mlp")]
-    | Annotated[PathModel, Tag("path")],
-    Discriminator(
-        _model_tag,
-        custom_error_type="model_kind",
-        custom_error_message="model needs `arch: seed_cnn | mlp` or `path: <model file>`",
-    ),
-]
+# One spec class per model source, each in its own module of quantflow.sources.
+Model = model_union()
 
 
 # ----------------------------------------------------------------------------- train
-class TrainSpec(Strict):
-    epochs: int = Field(5, ge=1, le=1000, description="Training epochs.")
-    batch_size: int = Field(32, ge=1, le=65536, description="Mini-batch size.")
-    optimizer: Literal["adam", "sgd", "rmsprop"] = Field("adam", description="Optimizer.")
-    learning_rate: float = Field(1e-3, gt=0, le=10, description="Optimizer learning rate.")
-    validation_split: float = Field(
-        0.0, ge=0, lt=1, description="Fraction of training data held out for validation."
-    )
-    seed: int = Field(0, ge=0, description="Seed for weight init and batch order.")
-
-
 class CalibrationSpec(Strict):
     samples: int = Field(100, ge=1, le=100000, description="Representative samples to draw.")
     split: Literal["train", "test"] = Field("train", description="Split to draw them from.")
@@ -190,88 +131,9 @@ class CalibrationSpec(Strict):
     )
 
 
-# ----------------------------------------------------------------------------- gate
-class GateSpec(Strict):
-    min_accuracy: float | None = Field(None, ge=0, le=1, description="Minimum accuracy.")
-    max_accuracy_drop: float | None = Field(
-        None, ge=0, le=1, description="Maximum absolute accuracy drop against float TFLite."
-    )
-    max_relative_drop: float | None = Field(
-        None, ge=0, le=1, description="Maximum drop as a fraction of float TFLite accuracy."
-    )
-    max_size_bytes: int | None = Field(None, ge=1, description="Maximum .tflite size.")
-    min_compression_ratio: float | None = Field(
-        None, ge=1, description="Minimum float size / variant size."
-    )
-    max_latency_ms: float | None = Field(
-        None, gt=0, description="Maximum single-sample p50 latency in milliseconds."
-    )
-    min_margin_over_chance: float = Field(
-        0.1,
-        ge=0,
-        le=1,
-        description="Sanity check: accuracy must exceed chance (1/classes) by this much, or the "
-        "variant fails whatever the other thresholds say (catches broken evaluations).",
-    )
-
-    def merged(self, override: GateSpec | None) -> GateSpec:
-        """A variant's override wins key by key over the pipeline default."""
-        if override is None:
-            return self
-        return self.model_copy(update=override.model_dump(exclude_unset=True))
-
-
 # ----------------------------------------------------------------------------- variants
-class VariantBase(Strict):
-    name: Name
-    gate: GateSpec | None = Field(None, description="Thresholds overriding the pipeline gate.")
-
-
-class DynamicRangeVariant(VariantBase):
-    kind: Literal["dynamic_range"] = Field(description="Int8 weights, float activations.")
-
-
-class Float16Variant(VariantBase):
-    kind: Literal["float16"] = Field(description="Float16 weights.")
-
-
-class Int8FloatFallbackVariant(VariantBase):
-    kind: Literal["int8_float_fallback"] = Field(
-        description="Full integer with float fallback for ops without int8 kernels; float I/O."
-    )
-
-
-class Int8Variant(VariantBase):
-    kind: Literal["int8"] = Field(description="Integer-only (TFLITE_BUILTINS_INT8).")
-    io_type: Literal["int8", "uint8", "float32"] = Field(
-        "int8", description="Type of the model's input and output tensors."
-    )
-
-
-class Int16x8Variant(VariantBase):
-    kind: Literal["int16x8"] = Field(description="16-bit activations, 8-bit weights.")
-    allow_float_fallback: bool = Field(False, description="Allow float kernels as fallback.")
-    io_type: Literal["float32", "int16"] = Field("float32", description="Input/output type.")
-
-
-class QatVariant(VariantBase):
-    kind: Literal["qat"] = Field(description="Quantization-aware training (tfmot), then convert.")
-    epochs: int = Field(1, ge=1, le=1000, description="Fine-tuning epochs after quantize_model.")
-    learning_rate: float | None = Field(
-        None, gt=0, description="Fine-tuning learning rate (default: the training one)."
-    )
-    io_type: Literal["float32", "int8", "uint8"] = Field("float32", description="I/O type.")
-
-
-Variant = Annotated[
-    DynamicRangeVariant
-    | Float16Variant
-    | Int8FloatFallbackVariant
-    | Int8Variant
-    | Int16x8Variant
-    | QatVariant,
-    Field(discriminator="kind"),
-]
+# One spec class per variant kind, each in its own module of quantflow.variants.
+Variant = variant_union()
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -357,6 +219,19 @@ class PipelineSpec(Strict):
                 f"calibration.samples ({self.calibration.samples}) is larger than the "
                 f"{self.calibration.split} split ({size}); use at most {size}"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _model_serves_variants(self) -> PipelineSpec:
+        """A kind that needs more of the model than its source offers (QAT needs Keras 2)
+        fails here, not after training."""
+        have = self.model.capabilities
+        for v in self.variants:
+            if not v.requires <= have:
+                need = ", ".join(sorted(v.requires - have))
+                raise ValueError(f"variant {v.name!r} (kind {v.kind}) needs a model with "
+                                 f"{need}, which this model source does not provide (it "
+                                 f"provides: {', '.join(sorted(have)) or 'nothing'})")
         return self
 
     def variant(self, name: str) -> Any:

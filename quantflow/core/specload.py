@@ -20,15 +20,8 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from quantflow.core.errors import Problem, SpecError
-from quantflow.core.spec import (
-    NAME_PATTERN,
-    CsvDataset,
-    IdxDataset,
-    ImageDirDataset,
-    NpzDataset,
-    PathModel,
-    Spec,
-)
+from quantflow.core.spec import CsvDataset, IdxDataset, ImageDirDataset, NpzDataset, Spec
+from quantflow.core.specbase import NAME_PATTERN
 
 Loc = tuple[str | int, ...]
 
@@ -353,8 +346,8 @@ def _missing_files(spec: Spec, workspace: Path, only: list[str] | None) -> list[
             need(at + ("dataset", "path"), ds.path)
         elif isinstance(ds, ImageDirDataset):
             need(at + ("dataset", "path"), ds.path, "directory")
-        if isinstance(p.model, PathModel):
-            need(at + ("model", "path"), p.model.path, "file or directory")
+        for key, rel in p.model.files().items():  # a model source's own files
+            need(at + ("model", *key.split(".")), rel, "file or directory")
         if p.calibration.path is not None:
             need(at + ("calibration", "path"), p.calibration.path)
     return out

@@ -13,44 +13,28 @@ import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from quantflow import metrics, variants
 from quantflow.core import io
 from quantflow.core.results import Latency, TensorTypes, VariantMetrics
 from quantflow.core.spec import EvaluationSpec
-
-INTEGER_IO = ("int8", "uint8", "int16")
-
-
-@dataclass(frozen=True)
-class Expected:
-    """What a kind promises: I/O dtype (None: not checked), a weight dtype it must store,
-    and weight dtypes it must not store."""
-
-    io: str | None
-    weights: str | None
-    forbidden: tuple[str, ...] = ()
+from quantflow.core.specbase import INTEGER_IO, Expected
+from quantflow.domain.compare import against_baseline
 
 
 def expected_types(kind: str, variant: Any = None) -> Expected:
-    """The promise of ``kind``; without ``variant`` a configurable io_type is not checked."""
-    io = getattr(variant, "io_type", None)
-    table = {
-        "float": Expected("float32", None, ("int8", "float16")),
-        "dynamic_range": Expected("float32", "int8", ("float16",)),
-        "float16": Expected("float32", "float16", ("int8",)),
-        "int8_float_fallback": Expected("float32", "int8"),
-        "int8": Expected(io, "int8", ("float32", "float16")),
-        "int16x8": Expected(io, "int8"),
-        "qat": Expected(io, "int8"),
-    }
-    if kind not in table:
-        raise KeyError(f"no type expectations for kind {kind!r}; known: {', '.join(table)}")
-    return table[kind]
+    """The promise of ``kind`` (each kind's module states its own); without ``variant``, that
+    of the kind's defaults. "float" is the float baseline."""
+    if variant is not None:
+        return variant.promise()
+    if kind == "float":
+        return variants.FLOAT_PROMISE
+    spec = variants.kind(kind).spec
+    return spec.model_construct(name=kind, kind=kind).promise()
 
 
 def check_types(tensors: TensorTypes, kind: str, variant: Any = None) -> list[str]:
@@ -89,10 +73,10 @@ def evaluate_tflite(
     start = time.perf_counter()
     x, y, num_classes = load_test_split(dataset)
     size = Path(tflite).stat().st_size
-    accuracy = measure_accuracy(tflite, x, y, cfg)
+    accuracy = measure(tflite, x, y, cfg)
     tensors = tensor_types(tflite)
     problems = check_types(tensors, kind, variant)
-    drop = None if float_accuracy is None else float_accuracy - accuracy
+    vs = against_baseline(accuracy, size, float_accuracy, float_size)
     error = f"tensor types break the {kind} promise: {'; '.join(problems)}" if problems else None
     return VariantMetrics(
         name=name,
@@ -103,9 +87,9 @@ def evaluate_tflite(
         num_classes=num_classes,
         test_examples=len(y),
         size_bytes=size,
-        compression_ratio=float_size / size if float_size else None,
-        accuracy_drop=drop,
-        relative_drop=drop / float_accuracy if drop is not None and float_accuracy else None,
+        compression_ratio=vs.compression_ratio,
+        accuracy_drop=vs.accuracy_drop,
+        relative_drop=vs.relative_drop,
         latency=measure_latency(tflite, x[:1], cfg, latency_lock),
         tensors=tensors,
         evaluate_seconds=time.perf_counter() - start,
@@ -118,14 +102,14 @@ def load_test_split(dataset: Path) -> tuple[np.ndarray, np.ndarray, int]:
     return data.x_test, data.y_test, data.num_classes
 
 
-def measure_accuracy(tflite: Path, x: np.ndarray, y: np.ndarray, cfg: EvaluationSpec) -> float:
-    """Top-1 accuracy, invoking on whole batches (resized per batch) for speed."""
+def measure(tflite: Path, x: np.ndarray, y: np.ndarray, cfg: EvaluationSpec,
+            name: str | None = None) -> float:
+    """The metric ``name`` (default: top-1 accuracy) of the model's outputs on ``x``,
+    invoking on whole batches (resized per batch) for speed."""
     interpreter = _interpreter(tflite, cfg.threads)
-    correct = 0
-    for i in range(0, len(x), cfg.batch_size):
-        logits = predict(interpreter, x[i : i + cfg.batch_size])
-        correct += int(np.sum(np.argmax(logits, axis=-1) == y[i : i + cfg.batch_size]))
-    return correct / len(y)
+    outputs = [predict(interpreter, x[i : i + cfg.batch_size])
+               for i in range(0, len(x), cfg.batch_size)]
+    return metrics.metric(name or metrics.DEFAULT).compute(y, np.concatenate(outputs))
 
 
 def predict(interpreter: Any, batch: np.ndarray) -> np.ndarray:

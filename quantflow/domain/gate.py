@@ -13,6 +13,7 @@ from typing import Literal
 
 from quantflow.core.results import Check, GateResult, VariantDecision, VariantMetrics
 from quantflow.core.spec import GateSpec, PipelineSpec, PublishSpec
+from quantflow.domain.compare import against_baseline
 
 # Measured floats carry rounding noise (0.97 - 0.96 > 0.01); a threshold met to 1e-9 is met.
 EPS = 1e-9
@@ -91,24 +92,17 @@ def baseline_problem(spec: PipelineSpec, baseline: VariantMetrics) -> str | None
 
 
 def _checks(gate: GateSpec, m: VariantMetrics, baseline: VariantMetrics) -> list[Check]:
-    """Drop and ratio are recomputed from the baseline when possible, so one source of truth."""
+    """Drop and ratio come from the baseline when possible (one function, shared with
+    evaluation), falling back to what evaluation recorded."""
     base_acc = baseline.accuracy if baseline.status == "ok" else None
-    drop = (
-        base_acc - m.accuracy
-        if base_acc is not None and m.accuracy is not None
-        else m.accuracy_drop
-    )
-    rel = drop / base_acc if drop is not None and base_acc else m.relative_drop
-    ratio = m.compression_ratio
-    if ratio is None and baseline.size_bytes and m.size_bytes:
-        ratio = baseline.size_bytes / m.size_bytes
+    vs = against_baseline(m.accuracy, m.size_bytes, base_acc, baseline.size_bytes, recorded=m)
     p50 = m.latency.p50_ms if m.latency else None
     wanted: list[tuple[str, float | None, float | None, Literal["min", "max"]]] = [
         ("accuracy", m.accuracy, gate.min_accuracy, "min"),
-        ("accuracy_drop", drop, gate.max_accuracy_drop, "max"),
-        ("relative_drop", rel, gate.max_relative_drop, "max"),
+        ("accuracy_drop", vs.accuracy_drop, gate.max_accuracy_drop, "max"),
+        ("relative_drop", vs.relative_drop, gate.max_relative_drop, "max"),
         ("size_bytes", m.size_bytes, gate.max_size_bytes, "max"),
-        ("compression_ratio", ratio, gate.min_compression_ratio, "min"),
+        ("compression_ratio", vs.compression_ratio, gate.min_compression_ratio, "min"),
         ("latency_p50_ms", p50, gate.max_latency_ms, "max"),
     ]
     sanity = sanity_check(m, gate.min_margin_over_chance, baseline.num_classes)

@@ -10,9 +10,10 @@ from typing import Any
 from quantflow.core import io
 from quantflow.core.request import StepContext
 from quantflow.core.results import Result
-from quantflow.core.spec import MlpModel, PathModel, SeedCnnModel, TrainSpec
+from quantflow.core.specbase import ModelBase, TrainSpec
 from quantflow.core.tfenv import tf_modules
-from quantflow.domain import models
+from quantflow.domain.models import optimizer
+from quantflow.sources import source_of
 
 log = logging.getLogger("quantflow.train")
 
@@ -38,22 +39,19 @@ class TrainInfo(Result):
     history: dict[str, list[float]]
 
 
-def train_model(dataset: Path, model_spec: SeedCnnModel | MlpModel | PathModel, cfg: TrainSpec,
-                out: Path, workspace: Path) -> TrainInfo:
-    """Fit (or load) the model and save it as a .keras file at ``out``."""
+def train_model(dataset: Path, model_spec: ModelBase, cfg: TrainSpec, out: Path,
+                workspace: Path) -> TrainInfo:
+    """Fit (or only load) the model and save it as a .keras file at ``out``."""
     tf, keras = tf_modules()
     prepared = io.load_dataset(dataset)
     x, y, classes = prepared.x_train, prepared.y_train, prepared.num_classes
     start = time.perf_counter()
-    if isinstance(model_spec, PathModel):
-        model = models.load(model_spec, workspace)
-        models.check_input_shape(model, x.shape[1:])
-        models.check_classes(model, classes)
-        history: dict[str, list[float]] = {}
-    else:
-        keras.utils.set_random_seed(cfg.seed)
-        model = models.build(model_spec, tuple(x.shape[1:]), classes)
-        model.compile(optimizer=models.optimizer(cfg.optimizer, cfg.learning_rate),
+    history: dict[str, list[float]] = {}
+    if model_spec.trains:
+        keras.utils.set_random_seed(cfg.seed)  # before build: it seeds the initial weights
+    model = source_of(model_spec).build(model_spec, tuple(x.shape[1:]), classes, workspace)
+    if model_spec.trains:
+        model.compile(optimizer=optimizer(cfg),
                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                       metrics=["accuracy"])
         fit = model.fit(x, y, epochs=cfg.epochs, batch_size=cfg.batch_size,
@@ -62,7 +60,7 @@ def train_model(dataset: Path, model_spec: SeedCnnModel | MlpModel | PathModel, 
         history = {k: [float(v) for v in vals] for k, vals in fit.history.items()}
     with io.atomic_path(out, ".keras") as tmp:
         model.save(tmp)
-    return TrainInfo(trained=not isinstance(model_spec, PathModel), epochs=cfg.epochs,
+    return TrainInfo(trained=model_spec.trains, epochs=cfg.epochs,
                      seconds=round(time.perf_counter() - start, 3),
                      params=int(model.count_params()), history=history)
 

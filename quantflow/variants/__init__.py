@@ -1,20 +1,30 @@
-"""Quantization variant kinds: one module per kind, registered in the table below.
+"""Quantization variant kinds: one module per kind, and the module is all there is to a kind.
 
-Each module exposes ``convert(inputs: ConvertInputs, variant, out: Path) -> Path`` that writes
-one .tflite file to ``out`` and returns it. Adding a kind = one new module + one row in
-``REGISTRY`` + one class in the ``Variant`` union of ``quantflow.core.spec``;
-``tests/variants/test_registry.py`` checks that the three agree.
+``quantflow/variants/<kind>.py`` holds the kind's spec class (a ``VariantBase`` subclass with
+``kind: Literal["<kind>"]``, its options, ``needs_calibration``, ``requires`` and ``promise()``)
+and ``convert(inputs: ConvertInputs, variant, out: Path) -> Path``, which writes one .tflite
+file to ``out`` and returns it. The registry below, the spec's ``Variant`` union, the JSON
+Schema and the tensor-type checks are built from the modules found in this package, so adding
+a kind is adding a file; ``tests/variants/test_variant_registry.py`` checks the contract.
 """
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib import import_module
+from functools import cache, reduce
+from operator import or_
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from quantflow.core.spec import TrainSpec
+from pydantic import Field
+
+from quantflow.core.plugins import discover, require
+from quantflow.core.specbase import Expected, TrainSpec, VariantBase
+
+# The float baseline is no kind (nobody lists it under `variants:`), but it promises too.
+FLOAT_PROMISE = Expected("float32", None, ("int8", "float16"))
 
 
 @dataclass(frozen=True)
@@ -28,21 +38,67 @@ class ConvertInputs:
     train: TrainSpec  # training settings (QAT fine-tunes with them)
 
 
-# kind -> module under quantflow.variants (imported lazily: modules import TensorFlow inside).
-REGISTRY: dict[str, str] = {
-    "dynamic_range": "quantflow.variants.dynamic_range",
-    "float16": "quantflow.variants.float16",
-    "int8_float_fallback": "quantflow.variants.int8_float_fallback",
-    "int8": "quantflow.variants.int8",
-    "int16x8": "quantflow.variants.int16x8",
-    "qat": "quantflow.variants.qat",
-}
+Convert = Callable[[ConvertInputs, Any, Path], Path]
 
 
-def converter(kind: str) -> Callable[[ConvertInputs, Any, Path], Path]:
-    """The convert function registered for ``kind``."""
+@dataclass(frozen=True)
+class Kind:
+    """One discovered kind: its name (= its module's name), spec class and converter."""
+
+    name: str
+    spec: type[VariantBase]
+    convert: Convert
+    module: str
+
+
+def _spec_class(module: Any) -> type[VariantBase]:
+    """The one VariantBase subclass the module defines: the class is the declaration."""
+    found = [obj for obj in vars(module).values() if isinstance(obj, type)
+             and issubclass(obj, VariantBase) and obj.__module__ == module.__name__]
+    if len(found) != 1:
+        raise TypeError(f"kind module {module.__name__} must define one VariantBase subclass, "
+                        f"found {len(found)}")
+    return found[0]
+
+
+def _kind_name(spec: type[VariantBase]) -> str:
+    args = typing.get_args(spec.model_fields["kind"].annotation)
+    return args[0] if len(args) == 1 else ""
+
+
+@cache
+def kinds() -> dict[str, Kind]:
+    """Every kind of this package, in the order users see them listed (``order``, then name)."""
+    found = []
+    for module in discover(__name__):
+        require(module, "convert")
+        spec, name = _spec_class(module), module.__name__.rpartition(".")[2]
+        if "kind" not in spec.model_fields or _kind_name(spec) != name:
+            raise TypeError(f"{module.__name__}: {spec.__name__} needs kind: Literal[{name!r}] "
+                            "(a kind's module is named after the kind)")
+        if not hasattr(spec, "needs_calibration") or spec.promise is VariantBase.promise:
+            raise TypeError(f"{module.__name__}: {spec.__name__} must set needs_calibration "
+                            "and define promise()")
+        found.append(Kind(name, spec, module.convert, module.__name__))
+    found.sort(key=lambda k: (k.spec.order, k.name))
+    return {k.name: k for k in found}
+
+
+def kind(name: str) -> Kind:
     try:
-        module = REGISTRY[kind]
+        return kinds()[name]
     except KeyError:
-        raise KeyError(f"no converter for kind {kind!r}; known: {', '.join(REGISTRY)}") from None
-    return import_module(module).convert
+        raise KeyError(f"no variant kind {name!r}; known: {', '.join(kinds())}") from None
+
+
+def converter(name: str) -> Convert:
+    """The convert function of kind ``name``."""
+    return kind(name).convert
+
+
+def variant_union() -> Any:
+    """The spec's ``Variant``: a union of every kind's spec class, discriminated by ``kind``."""
+    members = [k.spec for k in kinds().values()]
+    if len(members) == 1:
+        return members[0]
+    return Annotated[reduce(or_, members), Field(discriminator="kind")]

@@ -1,24 +1,22 @@
 """Helpers every converter shares, kept here so each kind's module is only its converter settings.
 
-Nothing here imports TensorFlow at module level: :func:`quantflow.core.tfenv.tf_modules` is called
-inside the functions, so importing a kind's module stays cheap.
+The spec imports every kind's module (its spec class lives there), so `quantflow validate` pays
+for whatever they import at module level. Nothing here imports TensorFlow, NumPy or the file
+helpers (which import NumPy) at module level: they are imported inside the functions.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from quantflow.core import io
-from quantflow.core.spec import TrainSpec
+from quantflow.core.specbase import INTEGER_IO
 from quantflow.core.tfenv import tf_modules
 from quantflow.variants import ConvertInputs
 
-# Integer io_type names of the spec; each is also the `tf` dtype attribute of the same name.
-IO_TYPES = ("int8", "uint8", "int16")
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def load_model(inputs: ConvertInputs) -> Any:
@@ -42,6 +40,8 @@ def representative_dataset(calibration: Path) -> Callable[[], Iterator[list[np.n
     One sample per call matches the converter's calibration loop, which feeds each yielded
     list as the model's inputs for a single invocation.
     """
+    from quantflow.core import io
+
     x = io.load_calibration(calibration)
 
     def gen() -> Iterator[list[np.ndarray]]:
@@ -51,24 +51,22 @@ def representative_dataset(calibration: Path) -> Callable[[], Iterator[list[np.n
     return gen
 
 
+def write_tflite(converter: Any, out: Path) -> Path:
+    """Convert and write the model atomically: a failed or killed conversion leaves no file."""
+    from quantflow.core import io
+
+    return io.write_bytes(out, converter.convert())
+
+
 def set_io_type(converter: Any, io_type: str) -> None:
     """Integer I/O for ``int8``/``uint8``/``int16``; ``float32`` keeps the float interface."""
     if io_type == "float32":
         return
-    if io_type not in IO_TYPES:
-        raise ValueError(f"unsupported io_type {io_type!r}; known: float32, {', '.join(IO_TYPES)}")
+    if io_type not in INTEGER_IO:
+        raise ValueError(f"unsupported io_type {io_type!r}; known: float32, "
+                         f"{', '.join(INTEGER_IO)}")
     tf, _ = tf_modules()
     dtype = getattr(tf, io_type)
     converter.inference_input_type = dtype
     converter.inference_output_type = dtype
 
-
-def make_optimizer(train: TrainSpec, learning_rate: float | None = None) -> Any:
-    """A fresh tf_keras optimizer from the training spec (QAT fine-tunes with the same kind)."""
-    _, keras = tf_modules()
-    classes = {
-        "adam": keras.optimizers.Adam,
-        "sgd": keras.optimizers.SGD,
-        "rmsprop": keras.optimizers.RMSprop,
-    }
-    return classes[train.optimizer](learning_rate=learning_rate or train.learning_rate)

@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar, Literal
 
-from quantflow.core import io
-from quantflow.core.spec import DynamicRangeVariant
+from pydantic import Field
+
+from quantflow.core.specbase import Expected, VariantBase
 from quantflow.core.tfenv import tf_modules
 from quantflow.variants import ConvertInputs
-from quantflow.variants._common import keras_converter, load_model
+from quantflow.variants._common import keras_converter, load_model, write_tflite
+
+
+class DynamicRangeVariant(VariantBase):
+    kind: Literal["dynamic_range"] = Field(description="Int8 weights, float activations.")
+
+    needs_calibration: ClassVar[bool] = False
+    order: ClassVar[int] = 10
+
+    def promise(self) -> Expected:
+        """Weights turn int8; the interface stays float and nothing becomes float16."""
+        return Expected("float32", "int8", ("float16",))
 
 
 def convert(inputs: ConvertInputs, variant: DynamicRangeVariant, out: Path) -> Path:
@@ -16,4 +29,4 @@ def convert(inputs: ConvertInputs, variant: DynamicRangeVariant, out: Path) -> P
     tf, _ = tf_modules()
     converter = keras_converter(load_model(inputs))
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    return io.write_bytes(out, converter.convert())
+    return write_tflite(converter, out)

@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar, Literal
 
-from quantflow.core import io
-from quantflow.core.spec import Float16Variant
+from pydantic import Field
+
+from quantflow.core.specbase import Expected, VariantBase
 from quantflow.core.tfenv import tf_modules
 from quantflow.variants import ConvertInputs
-from quantflow.variants._common import keras_converter, load_model
+from quantflow.variants._common import keras_converter, load_model, write_tflite
+
+
+class Float16Variant(VariantBase):
+    kind: Literal["float16"] = Field(description="Float16 weights.")
+
+    needs_calibration: ClassVar[bool] = False
+    order: ClassVar[int] = 20
+
+    def promise(self) -> Expected:
+        """Weights turn float16, none int8; the interface stays float."""
+        return Expected("float32", "float16", ("int8",))
 
 
 def convert(inputs: ConvertInputs, variant: Float16Variant, out: Path) -> Path:
@@ -17,4 +30,4 @@ def convert(inputs: ConvertInputs, variant: Float16Variant, out: Path) -> Path:
     converter = keras_converter(load_model(inputs))
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.target_spec.supported_types = [tf.float16]
-    return io.write_bytes(out, converter.convert())
+    return write_tflite(converter, out)

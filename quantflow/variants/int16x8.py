@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar, Literal
 
-from quantflow.core import io
-from quantflow.core.spec import Int16x8Variant
+from pydantic import Field
+
+from quantflow.core.specbase import Expected, VariantBase
 from quantflow.core.tfenv import tf_modules
 from quantflow.variants import ConvertInputs
 from quantflow.variants._common import (
@@ -13,7 +15,21 @@ from quantflow.variants._common import (
     load_model,
     representative_dataset,
     set_io_type,
+    write_tflite,
 )
+
+
+class Int16x8Variant(VariantBase):
+    kind: Literal["int16x8"] = Field(description="16-bit activations, 8-bit weights.")
+    allow_float_fallback: bool = Field(False, description="Allow float kernels as fallback.")
+    io_type: Literal["float32", "int16"] = Field("float32", description="Input/output type.")
+
+    needs_calibration: ClassVar[bool] = True
+    order: ClassVar[int] = 50
+
+    def promise(self) -> Expected:
+        """Int8 weights and the I/O type that was asked for."""
+        return Expected(self.io_type, "int8")
 
 
 def convert(inputs: ConvertInputs, variant: Int16x8Variant, out: Path) -> Path:
@@ -29,4 +45,4 @@ def convert(inputs: ConvertInputs, variant: Int16x8Variant, out: Path) -> Path:
         supported.append(ops.TFLITE_BUILTINS)
     converter.target_spec.supported_ops = supported
     set_io_type(converter, variant.io_type)
-    return io.write_bytes(out, converter.convert())
+    return write_tflite(converter, out)

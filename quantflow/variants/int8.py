@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar, Literal
 
-from quantflow.core import io
-from quantflow.core.spec import Int8Variant
+from pydantic import Field
+
+from quantflow.core.specbase import Expected, VariantBase
 from quantflow.core.tfenv import tf_modules
 from quantflow.variants import ConvertInputs
 from quantflow.variants._common import (
@@ -13,7 +15,22 @@ from quantflow.variants._common import (
     load_model,
     representative_dataset,
     set_io_type,
+    write_tflite,
 )
+
+
+class Int8Variant(VariantBase):
+    kind: Literal["int8"] = Field(description="Integer-only (TFLITE_BUILTINS_INT8).")
+    io_type: Literal["int8", "uint8", "float32"] = Field(
+        "int8", description="Type of the model's input and output tensors."
+    )
+
+    needs_calibration: ClassVar[bool] = True
+    order: ClassVar[int] = 40
+
+    def promise(self) -> Expected:
+        """Integer-only means no float weights at all, and the I/O type that was asked for."""
+        return Expected(self.io_type, "int8", ("float32", "float16"))
 
 
 def convert(inputs: ConvertInputs, variant: Int8Variant, out: Path) -> Path:
@@ -25,4 +42,4 @@ def convert(inputs: ConvertInputs, variant: Int8Variant, out: Path) -> Path:
     converter.representative_dataset = representative_dataset(inputs.calibration)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     set_io_type(converter, variant.io_type)
-    return io.write_bytes(out, converter.convert())
+    return write_tflite(converter, out)

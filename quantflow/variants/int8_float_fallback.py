@@ -3,16 +3,32 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar, Literal
 
-from quantflow.core import io
-from quantflow.core.spec import Int8FloatFallbackVariant
+from pydantic import Field
+
+from quantflow.core.specbase import Expected, VariantBase
 from quantflow.core.tfenv import tf_modules
 from quantflow.variants import ConvertInputs
 from quantflow.variants._common import (
     keras_converter,
     load_model,
     representative_dataset,
+    write_tflite,
 )
+
+
+class Int8FloatFallbackVariant(VariantBase):
+    kind: Literal["int8_float_fallback"] = Field(
+        description="Full integer with float fallback for ops without int8 kernels; float I/O."
+    )
+
+    needs_calibration: ClassVar[bool] = True
+    order: ClassVar[int] = 30
+
+    def promise(self) -> Expected:
+        """Int8 weights and float I/O; float weights may remain where ops fell back."""
+        return Expected("float32", "int8")
 
 
 def convert(inputs: ConvertInputs, variant: Int8FloatFallbackVariant, out: Path) -> Path:
@@ -21,4 +37,4 @@ def convert(inputs: ConvertInputs, variant: Int8FloatFallbackVariant, out: Path)
     converter = keras_converter(load_model(inputs))
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = representative_dataset(inputs.calibration)
-    return io.write_bytes(out, converter.convert())
+    return write_tflite(converter, out)

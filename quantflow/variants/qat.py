@@ -1,25 +1,49 @@
 """Quantization-aware training: fine-tune with fake-quant nodes (tfmot), then convert to int8.
 
 The model learns weights that survive quantization, which usually recovers most of the
-accuracy post-training int8 loses.
+accuracy post-training int8 loses. tfmot wraps tf_keras layers, so the model source must
+provide a Keras 2 model (``requires``).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Literal
 
-from quantflow.core import io
-from quantflow.core.spec import QatVariant
+from pydantic import Field
+
+from quantflow.core.specbase import Expected, VariantBase
 from quantflow.core.tfenv import tf_modules
+from quantflow.domain.models import optimizer
 from quantflow.variants import ConvertInputs
 from quantflow.variants._common import (
     keras_converter,
     load_model,
-    make_optimizer,
     representative_dataset,
     set_io_type,
+    write_tflite,
 )
+
+
+class QatVariant(VariantBase):
+    kind: Literal["qat"] = Field(description="Quantization-aware training (tfmot), then convert.")
+    epochs: int = Field(1, ge=1, le=1000, description="Fine-tuning epochs after quantize_model.")
+    learning_rate: float | None = Field(
+        None, gt=0, description="Fine-tuning learning rate (default: the training one)."
+    )
+    io_type: Literal["float32", "int8", "uint8"] = Field("float32", description="I/O type.")
+
+    requires: ClassVar[frozenset[str]] = frozenset({"keras2"})
+    order: ClassVar[int] = 60
+
+    @property
+    def needs_calibration(self) -> bool:
+        """The fake-quant ranges come from training; only integer I/O needs calibration."""
+        return self.io_type != "float32"
+
+    def promise(self) -> Expected:
+        """Int8 weights and the I/O type that was asked for."""
+        return Expected(self.io_type, "int8")
 
 
 def fine_tune(inputs: ConvertInputs, variant: QatVariant) -> Any:
@@ -29,13 +53,15 @@ def fine_tune(inputs: ConvertInputs, variant: QatVariant) -> Any:
     """
     import tensorflow_model_optimization as tfmot
 
+    from quantflow.core import io
+
     _, keras = tf_modules()
     keras.utils.set_random_seed(inputs.train.seed)
     data = io.load_dataset(inputs.dataset)
     x, y = data.x_train, data.y_train
     model = tfmot.quantization.keras.quantize_model(load_model(inputs))
     model.compile(
-        optimizer=make_optimizer(inputs.train, variant.learning_rate),
+        optimizer=optimizer(inputs.train, variant.learning_rate),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
@@ -49,8 +75,8 @@ def convert(inputs: ConvertInputs, variant: QatVariant, out: Path) -> Path:
     tf, _ = tf_modules()
     converter = keras_converter(fine_tune(inputs, variant))
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    if variant.io_type != "float32":
+    if variant.needs_calibration:
         converter.representative_dataset = representative_dataset(inputs.calibration)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         set_io_type(converter, variant.io_type)
-    return io.write_bytes(out, converter.convert())
+    return write_tflite(converter, out)

@@ -18,7 +18,7 @@ from pydantic import BaseModel
 
 from quantflow.core import io
 from quantflow.core.paths import pipeline_paths
-from quantflow.core.spec import PathModel, PipelineSpec, Spec, dataset_files
+from quantflow.core.spec import PipelineSpec, Spec, dataset_files
 from quantflow.steps import declared_reads
 
 PLOT_TEMPLATE = "accuracy_vs_size"  # .dvc/plots/accuracy_vs_size.json
@@ -135,8 +135,8 @@ def _data_files(spec: PipelineSpec) -> list[str]:
 
 
 def _model_files(spec: PipelineSpec) -> list[str]:
-    """A user's own model file (or SavedModel folder) that train loads instead of training."""
-    return [posixpath.normpath(spec.model.path)] if isinstance(spec.model, PathModel) else []
+    """Files the model source reads (a user's model file or SavedModel folder, for `path`)."""
+    return [posixpath.normpath(f) for f in spec.model.files().values()]
 
 
 def pipeline_stages(spec: Spec, name: str) -> list[Stage]:

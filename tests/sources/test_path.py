@@ -1,5 +1,6 @@
-"""Users' model files: anything that is not a Keras model is a ModelError with a clear message,
-and loading never runs Python code stored in the file (safe mode for every format)."""
+"""The `path` source, users' model files: anything that is not a Keras model is a ModelError with
+a clear message, loading never runs Python code stored in the file (safe mode for every format),
+and a model that does not fit the data is refused before anything is spent on it."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from quantflow.core.spec import PathModel
+from quantflow.core.errors import ModelError
 from quantflow.core.tfenv import tf_modules
-from quantflow.domain.models import ModelError, load
+from quantflow.domain.models import check_classes, check_input_shape
+from quantflow.sources.path import PathModel, build, load
 
 
 def load_path(ws: Path, name: str):
@@ -93,3 +95,37 @@ def test_a_real_model_loads(tmp_path):
     for name in ("ok.keras", "ok.h5"):
         model.save(tmp_path / name)
         assert load_path(tmp_path, name).input_shape == (None, 8, 8)
+
+
+def test_user_model_refuses_data_of_another_shape(tmp_path):
+    """model: {path: ...} is not rebuilt for the data, so the shapes must agree up front."""
+    _, keras = tf_modules()
+    model = keras.Sequential([keras.layers.InputLayer(input_shape=(28, 28)),
+                              keras.layers.Flatten(), keras.layers.Dense(10)])
+    model.save(tmp_path / "user.keras")
+    loaded = load(PathModel(path="user.keras"), tmp_path)
+    check_input_shape(loaded, (28, 28))
+    with pytest.raises(ModelError, match=r"expects inputs of shape \(28, 28\), the dataset has "
+                                         r"\(8, 8\)"):
+        check_input_shape(loaded, (8, 8))
+    with pytest.raises(ModelError, match=r"expects inputs of shape \(28, 28\), the dataset has "
+                                         r"\(784,\)"):
+        check_input_shape(loaded, (784,))
+    check_classes(loaded, 10)
+    with pytest.raises(ModelError, match="10 outputs but the labels go up to 11"):
+        check_classes(loaded, 12)
+
+
+def test_build_loads_and_checks_against_the_data(tmp_path):
+    """What the train step calls: the user's model as it is, or a ModelError up front."""
+    _, keras = tf_modules()
+    model = keras.Sequential([keras.layers.InputLayer(input_shape=(8, 8)),
+                              keras.layers.Flatten(), keras.layers.Dense(10)])
+    model.save(tmp_path / "user.keras")
+    spec = PathModel(path="user.keras")
+    assert build(spec, (8, 8), 10, tmp_path).input_shape == (None, 8, 8)
+    with pytest.raises(ModelError, match="expects inputs of shape"):
+        build(spec, (28, 28), 10, tmp_path)
+    with pytest.raises(ModelError, match="10 outputs but the labels go up to 11"):
+        build(spec, (8, 8), 12, tmp_path)
+    assert spec.files() == {"path": "user.keras"} and not spec.trains

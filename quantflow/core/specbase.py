@@ -1,0 +1,121 @@
+"""The pieces of the spec that plugin modules build on: base classes, names, gate and training.
+
+Variant kinds (``quantflow.variants.<kind>``) and model sources (``quantflow.sources.<name>``)
+define their spec classes on top of these. ``quantflow.core.spec`` imports the discovered
+plugins to build its unions, so this module must import none of them (that would be a cycle).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]{0,63}$"
+Name = Annotated[
+    str,
+    StringConstraints(pattern=NAME_PATTERN),
+    Field(description="Letters, digits, '_' or '-', starting with a letter (max 64)."),
+]
+Fraction = Annotated[float, Field(gt=0, lt=1)]
+
+# Integer I/O types a variant may ask for; each is also the numpy and `tf` dtype of that name.
+INTEGER_IO = ("int8", "uint8", "int16")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TrainSpec(Strict):
+    epochs: int = Field(5, ge=1, le=1000, description="Training epochs.")
+    batch_size: int = Field(32, ge=1, le=65536, description="Mini-batch size.")
+    optimizer: Literal["adam", "sgd", "rmsprop"] = Field("adam", description="Optimizer.")
+    learning_rate: float = Field(1e-3, gt=0, le=10, description="Optimizer learning rate.")
+    validation_split: float = Field(
+        0.0, ge=0, lt=1, description="Fraction of training data held out for validation."
+    )
+    seed: int = Field(0, ge=0, description="Seed for weight init and batch order.")
+
+
+class GateSpec(Strict):
+    min_accuracy: float | None = Field(None, ge=0, le=1, description="Minimum accuracy.")
+    max_accuracy_drop: float | None = Field(
+        None, ge=0, le=1, description="Maximum absolute accuracy drop against float TFLite."
+    )
+    max_relative_drop: float | None = Field(
+        None, ge=0, le=1, description="Maximum drop as a fraction of float TFLite accuracy."
+    )
+    max_size_bytes: int | None = Field(None, ge=1, description="Maximum .tflite size.")
+    min_compression_ratio: float | None = Field(
+        None, ge=1, description="Minimum float size / variant size."
+    )
+    max_latency_ms: float | None = Field(
+        None, gt=0, description="Maximum single-sample p50 latency in milliseconds."
+    )
+    min_margin_over_chance: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="Sanity check: accuracy must exceed chance (1/classes) by this much, or the "
+        "variant fails whatever the other thresholds say (catches broken evaluations).",
+    )
+
+    def merged(self, override: GateSpec | None) -> GateSpec:
+        """A variant's override wins key by key over the pipeline default."""
+        if override is None:
+            return self
+        return self.model_copy(update=override.model_dump(exclude_unset=True))
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What a kind promises: I/O dtype (None: not checked), a weight dtype it must store,
+    and weight dtypes it must not store."""
+
+    io: str | None
+    weights: str | None
+    forbidden: tuple[str, ...] = ()
+
+
+class VariantBase(Strict):
+    """A variant kind's spec class; its module is ``quantflow.variants.<kind>``.
+
+    Besides its fields (``kind: Literal["<kind>"]`` and options), a kind declares what the
+    pipeline must know about it without running it: ``needs_calibration`` (the quantize stage
+    reads the representative data), ``requires`` (capabilities the model source must offer)
+    and ``promise()`` (the tensor types its output must have, checked after conversion).
+    ``order`` only places it in lists shown to users (error messages, the schema).
+    """
+
+    needs_calibration: ClassVar[bool]
+    requires: ClassVar[frozenset[str]] = frozenset()
+    order: ClassVar[int] = 1000
+
+    name: Name
+    gate: GateSpec | None = Field(None, description="Thresholds overriding the pipeline gate.")
+
+    def promise(self) -> Expected:
+        raise NotImplementedError(f"{type(self).__name__} does not say what it promises")
+
+
+class ModelBase(Strict):
+    """A model source's spec class; its module is ``quantflow.sources.<name>``.
+
+    A source is chosen by ``arch: <name>`` unless it sets ``selected_by`` to a key whose
+    presence chooses it (``path``); ``usage`` is how the "model needs ..." error shows such a
+    source. ``trains`` says whether the train step fits it; ``capabilities`` are what variant
+    kinds may require (``keras2``: a tf_keras model, which tfmot's QAT needs); ``files()`` are
+    the user files it reads, which DVC tracks and `validate` checks.
+    """
+
+    trains: ClassVar[bool]
+    capabilities: ClassVar[frozenset[str]]
+    selected_by: ClassVar[str] = "arch"
+    usage: ClassVar[str] = ""
+    order: ClassVar[int] = 1000
+
+    def files(self) -> dict[str, str]:
+        """{key of this mapping naming the file: path relative to the workspace}."""
+        return {}
