@@ -22,6 +22,7 @@ class PipelinePaths:
     name: str
     artifacts: str = "artifacts"
     registry_dir: str = "registry"
+    trained_name: str = "model.keras"  # what train hands export: see ModelBase.trained_name
 
     @property
     def root(self) -> Path:
@@ -43,7 +44,7 @@ class PipelinePaths:
     # train
     @property
     def trained(self) -> Path:
-        return self.root / "train" / "model.keras"
+        return self.root / "train" / self.trained_name
 
     @property
     def train_info(self) -> Path:
@@ -119,4 +120,5 @@ def pipeline_paths(spec: Spec, name: str, workspace: Path) -> PipelinePaths:
         name=name,
         artifacts=spec.execution.artifacts,
         registry_dir=pipeline.publish.registry,
+        trained_name=pipeline.model.trained_name(),
     )

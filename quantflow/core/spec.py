@@ -18,9 +18,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from quantflow.core.specbase import Fraction, GateSpec, Name, Strict, TrainSpec
+from quantflow.core.specbase import CAPABILITY_NAMES, Fraction, GateSpec, Name, Strict, TrainSpec
 from quantflow.sources import model_union
-from quantflow.variants import variant_union
+from quantflow.variants import kinds, variant_union
 
 
 # ----------------------------------------------------------------------------- dataset
@@ -223,15 +223,18 @@ class PipelineSpec(Strict):
 
     @model_validator(mode="after")
     def _model_serves_variants(self) -> PipelineSpec:
-        """A kind that needs more of the model than its source offers (QAT needs Keras 2)
-        fails here, not after training."""
-        have = self.model.capabilities
+        """A kind that needs more of the model than it offers (QAT needs Keras 2, every
+        converter a SavedModel or Keras model) fails here, not after training; the message
+        says what the model is and which kinds do apply to it."""
+        have = self.model.provides()
         for v in self.variants:
             if not v.requires <= have:
-                need = ", ".join(sorted(v.requires - have))
-                raise ValueError(f"variant {v.name!r} (kind {v.kind}) needs a model with "
-                                 f"{need}, which this model source does not provide (it "
-                                 f"provides: {', '.join(sorted(have)) or 'nothing'})")
+                need = " and ".join(CAPABILITY_NAMES.get(c, c) for c in sorted(v.requires - have))
+                fit = [k.name for k in kinds().values() if k.spec.requires <= have]
+                raise ValueError(
+                    f"variant {v.name!r} (kind {v.kind}) needs {need}; {self.model.describe()}. "
+                    + (f"Kinds that apply to this model: {', '.join(fit)}" if fit
+                       else "No variant kind applies to this model yet"))
         return self
 
     def variant(self, name: str) -> Any:

@@ -23,6 +23,13 @@ Fraction = Annotated[float, Field(gt=0, lt=1)]
 # Integer I/O types a variant may ask for; each is also the numpy and `tf` dtype of that name.
 INTEGER_IO = ("int8", "uint8", "int16")
 
+# What each capability a kind may require means, in the words of the validate error.
+CAPABILITY_NAMES = {
+    "keras2": "a Keras 2 (tf_keras) model",
+    "saved_model": "a SavedModel or Keras model",
+    "tflite": "a .tflite model",
+}
+
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -119,3 +126,20 @@ class ModelBase(Strict):
     def files(self) -> dict[str, str]:
         """{key of this mapping naming the file: path relative to the workspace}."""
         return {}
+
+    def provides(self) -> frozenset[str]:
+        """What this model offers; a source whose answer depends on the file (``path``)
+        narrows its class-level ``capabilities`` here."""
+        return self.capabilities
+
+    def describe(self) -> str:
+        """How the validate error names this model when a kind does not apply to it."""
+        return f"the model is {self.__class__.__name__}"
+
+    def trained_name(self) -> str:
+        """The file (or folder) name under ``train/`` that hands the model to export."""
+        return "model.keras"
+
+    def signature_key(self) -> str:
+        """The SavedModel signature the converters use (ours are always serving_default)."""
+        return "serving_default"

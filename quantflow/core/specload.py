@@ -395,7 +395,8 @@ def validate(parsed: ParsedSpec, overrides: list[str] | None = None,
     for assignment in overrides or []:
         overridden[_set_override(data, assignment)] = assignment
     try:
-        spec = Spec.model_validate(data, strict=True)
+        spec = Spec.model_validate(data, strict=True,
+                                  context={"workspace": parsed.path.parent})
         found = _missing_files(spec, parsed.path.parent, pipelines)
     except ValidationError as exc:
         found = _problems(exc, data)

@@ -13,23 +13,51 @@ from quantflow.core.specbase import TrainSpec
 from quantflow.core.tfenv import tf_modules
 
 
-def check_input_shape(keras_model: Any, sample_shape: tuple[int, ...]) -> None:
-    """Fail before training when the data cannot be fed to the model."""
-    expected = tuple(keras_model.input_shape[1:])
+def check_shapes(input_shape: tuple[Any, ...], output_shape: tuple[Any, ...],
+                 sample_shape: tuple[int, ...], num_classes: int) -> None:
+    """Fail before anything is spent when the data cannot be fed to the model (shapes
+    include the batch dimension; None or -1 is any size), or labels have no output."""
+    expected = tuple(None if d in (None, -1) else int(d) for d in input_shape[1:])
     if len(expected) != len(sample_shape) or any(
         e is not None and e != s for e, s in zip(expected, sample_shape, strict=False)
     ):
         raise ModelError(f"the model expects inputs of shape {expected}, the dataset has "
                          f"{sample_shape}")
+    outputs = output_shape[-1] if len(output_shape) > 1 else None
+    if outputs not in (None, -1) and int(outputs) < num_classes:
+        raise ModelError(f"the model has {outputs} outputs but the labels go up to "
+                         f"{num_classes - 1}; labels must be 0..{int(outputs) - 1}")
+
+
+def check_input_shape(keras_model: Any, sample_shape: tuple[int, ...]) -> None:
+    """Fail before training when the data cannot be fed to the model."""
+    check_shapes(tuple(keras_model.input_shape), (None,), sample_shape, 0)
 
 
 def check_classes(keras_model: Any, num_classes: int) -> None:
     """A user's model must have an output for every label of the data."""
     shape = keras_model.output_shape
-    outputs = shape[-1] if isinstance(shape, tuple) and len(shape) > 1 else None
-    if outputs is not None and outputs < num_classes:
-        raise ModelError(f"the model has {outputs} outputs but the labels go up to "
-                         f"{num_classes - 1}; labels must be 0..{outputs - 1}")
+    if isinstance(shape, tuple):
+        check_shapes((None,), shape, (), num_classes)
+
+
+def ends_in_softmax(keras_model: Any) -> bool:
+    """Whether the model outputs probabilities: its last layer is a Softmax layer or has a
+    softmax activation (Dense(..., activation="softmax"), Activation("softmax"))."""
+    last = keras_model.layers[-1] if getattr(keras_model, "layers", None) else None
+    if last is None:
+        return False
+    if type(last).__name__ == "Softmax":
+        return True
+    activation = getattr(last, "activation", None)
+    return getattr(activation, "__name__", "") == "softmax"
+
+
+def classification_loss(keras_model: Any) -> Any:
+    """The loss that matches the model's output: logits unless it ends in softmax. Compiling
+    a softmax model with from_logits=True trains on a wrong loss and makes tf_keras warn."""
+    _, keras = tf_modules()
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=not ends_in_softmax(keras_model))
 
 
 def optimizer(train: TrainSpec, learning_rate: float | None = None) -> Any:

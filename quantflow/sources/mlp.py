@@ -18,7 +18,7 @@ class MlpModel(ModelBase):
     )
 
     trains: ClassVar[bool] = True
-    capabilities: ClassVar[frozenset[str]] = frozenset({"keras2"})
+    capabilities: ClassVar[frozenset[str]] = frozenset({"keras2", "saved_model"})
     order: ClassVar[int] = 20
 
 

@@ -21,7 +21,7 @@ class SeedCnnModel(ModelBase):
     pool_size: int = Field(2, ge=1, le=8, description="MaxPool size.")
 
     trains: ClassVar[bool] = True
-    capabilities: ClassVar[frozenset[str]] = frozenset({"keras2"})
+    capabilities: ClassVar[frozenset[str]] = frozenset({"keras2", "saved_model"})
     order: ClassVar[int] = 10
 
 

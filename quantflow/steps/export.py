@@ -1,4 +1,5 @@
-"""export: the float baseline. SavedModel + float .tflite, evaluated as the gate's reference."""
+"""export: the float baseline. One SavedModel (every conversion starts from it) + the float
+.tflite, evaluated as the gate's reference."""
 
 from __future__ import annotations
 
@@ -9,18 +10,22 @@ from quantflow.core import io
 from quantflow.core.request import StepContext
 from quantflow.core.results import VariantMetrics
 from quantflow.core.spec import EvaluationSpec
-from quantflow.core.tfenv import tf_modules
 
-READS = ("evaluation",)
+# model.signature: the signature a user's SavedModel is converted from.
+READS = ("evaluation", "model.signature")
 
 
-def export_model(trained: Path, saved_model: Path, float_tflite: Path) -> float:
-    """Write the SavedModel and the float .tflite (both atomically); return seconds taken."""
-    tf, keras = tf_modules()
+def export_model(trained: Path, saved_model: Path, float_tflite: Path,
+                 signature: str = "serving_default") -> float:
+    """Write the SavedModel once and the float .tflite from it (both atomically); a .tflite
+    model is the float baseline as it is. Return the seconds taken."""
+    from quantflow.domain import savedmodel
+
     start = time.perf_counter()
-    model = keras.models.load_model(trained, compile=False)
-    io.replace_dir(saved_model, lambda tmp: tf.saved_model.save(model, str(tmp)))
-    io.write_bytes(float_tflite, tf.lite.TFLiteConverter.from_keras_model(model).convert())
+    if savedmodel.write_saved_model(trained, saved_model) is None:
+        io.write_bytes(float_tflite, trained.read_bytes())
+    else:
+        io.write_bytes(float_tflite, savedmodel.converter(saved_model, signature).convert())
     return time.perf_counter() - start
 
 
@@ -37,7 +42,8 @@ def evaluate_baseline(float_tflite: Path, dataset: Path, cfg: EvaluationSpec, ou
 def export(ctx: StepContext) -> VariantMetrics:
     p = ctx.paths
     p.export_dir.mkdir(parents=True, exist_ok=True)
-    seconds = export_model(p.trained, p.saved_model, p.float_tflite)
+    seconds = export_model(p.trained, p.saved_model, p.float_tflite,
+                           ctx.pipeline.model.signature_key())
     metrics = evaluate_baseline(p.float_tflite, p.dataset, ctx.pipeline.evaluation,
                                 p.baseline_metrics, latency_lock=p.lock.with_suffix(".latency"))
     metrics.convert_seconds = round(seconds, 3)

@@ -12,7 +12,9 @@ from quantflow.core.results import VariantMetrics
 from quantflow.variants import ConvertInputs, converter
 
 # Its own variant item (minus its gate, the gate's to read); QAT fine-tunes with `train`.
-READS = ("variants.{variant}", "-variants.{variant}.gate", "train", "evaluation")
+# model.signature: the signature of a user's SavedModel that converters convert.
+READS = ("variants.{variant}", "-variants.{variant}.gate", "train", "evaluation",
+         "model.signature")
 
 
 def quantize(ctx: StepContext, variant_name: str) -> VariantMetrics:
@@ -24,7 +26,8 @@ def quantize(ctx: StepContext, variant_name: str) -> VariantMetrics:
     shutil.rmtree(p.variant_dir(variant_name), ignore_errors=True)
     out.parent.mkdir(parents=True, exist_ok=True)
     inputs = ConvertInputs(trained=p.trained, saved_model=p.saved_model,
-                           calibration=p.calibration, dataset=p.dataset, train=spec.train)
+                           calibration=p.calibration, dataset=p.dataset, train=spec.train,
+                           signature=spec.model.signature_key())
     baseline = VariantMetrics.read(p.baseline_metrics)
     start = time.perf_counter()
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from quantflow.core.request import StepContext
 from quantflow.core.results import Result
 from quantflow.core.specbase import ModelBase, TrainSpec
 from quantflow.core.tfenv import tf_modules
-from quantflow.domain.models import optimizer
+from quantflow.domain.models import classification_loss, optimizer
 from quantflow.sources import source_of
 
 log = logging.getLogger("quantflow.train")
@@ -41,8 +42,9 @@ class TrainInfo(Result):
 
 def train_model(dataset: Path, model_spec: ModelBase, cfg: TrainSpec, out: Path,
                 workspace: Path) -> TrainInfo:
-    """Fit (or only load) the model and save it as a .keras file at ``out``."""
-    tf, keras = tf_modules()
+    """Fit (or only load) the model and save it at ``out``: a .keras file (Keras 2 or 3), or
+    a copy of the user's SavedModel folder / .tflite file."""
+    _, keras = tf_modules()
     prepared = io.load_dataset(dataset)
     x, y, classes = prepared.x_train, prepared.y_train, prepared.num_classes
     start = time.perf_counter()
@@ -50,9 +52,10 @@ def train_model(dataset: Path, model_spec: ModelBase, cfg: TrainSpec, out: Path,
     if model_spec.trains:
         keras.utils.set_random_seed(cfg.seed)  # before build: it seeds the initial weights
     model = source_of(model_spec).build(model_spec, tuple(x.shape[1:]), classes, workspace)
+    if isinstance(model, Path):  # a checked SavedModel folder or .tflite: handed on as is
+        return _hand_over(model, out, time.perf_counter() - start)
     if model_spec.trains:
-        model.compile(optimizer=optimizer(cfg),
-                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        model.compile(optimizer=optimizer(cfg), loss=classification_loss(model),
                       metrics=["accuracy"])
         fit = model.fit(x, y, epochs=cfg.epochs, batch_size=cfg.batch_size,
                         validation_split=cfg.validation_split, verbose=0, shuffle=True,
@@ -63,6 +66,16 @@ def train_model(dataset: Path, model_spec: ModelBase, cfg: TrainSpec, out: Path,
     return TrainInfo(trained=model_spec.trains, epochs=cfg.epochs,
                      seconds=round(time.perf_counter() - start, 3),
                      params=int(model.count_params()), history=history)
+
+
+def _hand_over(source: Path, out: Path, seconds: float) -> TrainInfo:
+    """Copy the user's SavedModel or .tflite to train's output: export reads train's output
+    whatever the source, and DVC tracks it like a trained model."""
+    if source.is_dir():
+        io.replace_dir(out, lambda tmp: shutil.copytree(source, tmp, dirs_exist_ok=True))
+    else:
+        io.write_bytes(out, source.read_bytes())
+    return TrainInfo(trained=False, epochs=0, seconds=round(seconds, 3), params=0, history={})
 
 
 def train(ctx: StepContext) -> TrainInfo:

@@ -31,11 +31,12 @@ FLOAT_PROMISE = Expected("float32", None, ("int8", "float16"))
 class ConvertInputs:
     """Files a converter may read; all produced by earlier steps."""
 
-    trained: Path  # tf_keras model file (.keras)
-    saved_model: Path  # SavedModel directory of the same model
+    trained: Path  # train's output (a tf_keras .keras file when the source is Keras 2)
+    saved_model: Path  # export's SavedModel: every converter kind converts from it
     calibration: Path  # .npz with key "x": float32 representative inputs
     dataset: Path  # .npz with x_train, y_train, x_test, y_test (normalised float32 / int64)
     train: TrainSpec  # training settings (QAT fine-tunes with them)
+    signature: str = "serving_default"  # the SavedModel signature to convert
 
 
 Convert = Callable[[ConvertInputs, Any, Path], Path]

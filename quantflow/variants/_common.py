@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 
 def load_model(inputs: ConvertInputs) -> Any:
-    """The trained tf_keras model, without its training state (converters need only the graph).
+    """The trained tf_keras model, without its training state (QAT fine-tunes it).
 
     ``safe_mode=True`` refuses arbitrary Python lambdas in a .keras file we did not write.
     """
@@ -28,8 +28,21 @@ def load_model(inputs: ConvertInputs) -> Any:
     return keras.models.load_model(str(inputs.trained), compile=False, safe_mode=True)
 
 
+# What every converter kind needs of the model: export's one SavedModel to convert from.
+SAVED_MODEL = frozenset({"saved_model"})
+
+
+def saved_model_converter(inputs: ConvertInputs) -> Any:
+    """A TFLiteConverter of export's SavedModel: every kind converts the graph the float
+    baseline was converted from, traced once, instead of re-tracing the Keras model."""
+    from quantflow.domain.savedmodel import converter
+
+    return converter(inputs.saved_model, inputs.signature)
+
+
 def keras_converter(model: Any) -> Any:
-    """A TFLiteConverter for ``model``; from_keras_model is what the reference sizes use."""
+    """A TFLiteConverter for an in-memory model: only QAT's fine-tuned model, which exists
+    in no SavedModel, needs it (tfmot's documented path is from_keras_model)."""
     tf, _ = tf_modules()
     return tf.lite.TFLiteConverter.from_keras_model(model)
 

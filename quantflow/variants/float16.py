@@ -10,13 +10,14 @@ from pydantic import Field
 from quantflow.core.specbase import Expected, VariantBase
 from quantflow.core.tfenv import tf_modules
 from quantflow.variants import ConvertInputs
-from quantflow.variants._common import keras_converter, load_model, write_tflite
+from quantflow.variants._common import SAVED_MODEL, saved_model_converter, write_tflite
 
 
 class Float16Variant(VariantBase):
     kind: Literal["float16"] = Field(description="Float16 weights.")
 
     needs_calibration: ClassVar[bool] = False
+    requires: ClassVar[frozenset[str]] = SAVED_MODEL
     order: ClassVar[int] = 20
 
     def promise(self) -> Expected:
@@ -27,7 +28,7 @@ class Float16Variant(VariantBase):
 def convert(inputs: ConvertInputs, variant: Float16Variant, out: Path) -> Path:
     """Restricting supported_types to float16 is what turns DEFAULT into float16 weights."""
     tf, _ = tf_modules()
-    converter = keras_converter(load_model(inputs))
+    converter = saved_model_converter(inputs)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.target_spec.supported_types = [tf.float16]
     return write_tflite(converter, out)

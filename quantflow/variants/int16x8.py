@@ -11,9 +11,9 @@ from quantflow.core.specbase import Expected, VariantBase
 from quantflow.core.tfenv import tf_modules
 from quantflow.variants import ConvertInputs
 from quantflow.variants._common import (
-    keras_converter,
-    load_model,
+    SAVED_MODEL,
     representative_dataset,
+    saved_model_converter,
     set_io_type,
     write_tflite,
 )
@@ -25,6 +25,7 @@ class Int16x8Variant(VariantBase):
     io_type: Literal["float32", "int16"] = Field("float32", description="Input/output type.")
 
     needs_calibration: ClassVar[bool] = True
+    requires: ClassVar[frozenset[str]] = SAVED_MODEL
     order: ClassVar[int] = 50
 
     def promise(self) -> Expected:
@@ -37,7 +38,7 @@ def convert(inputs: ConvertInputs, variant: Int16x8Variant, out: Path) -> Path:
     float fallback, so by default an unsupported op fails the conversion."""
     tf, _ = tf_modules()
     ops = tf.lite.OpsSet
-    converter = keras_converter(load_model(inputs))
+    converter = saved_model_converter(inputs)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = representative_dataset(inputs.calibration)
     supported = [ops.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]

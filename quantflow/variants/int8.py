@@ -11,9 +11,9 @@ from quantflow.core.specbase import Expected, VariantBase
 from quantflow.core.tfenv import tf_modules
 from quantflow.variants import ConvertInputs
 from quantflow.variants._common import (
-    keras_converter,
-    load_model,
+    SAVED_MODEL,
     representative_dataset,
+    saved_model_converter,
     set_io_type,
     write_tflite,
 )
@@ -26,6 +26,7 @@ class Int8Variant(VariantBase):
     )
 
     needs_calibration: ClassVar[bool] = True
+    requires: ClassVar[frozenset[str]] = SAVED_MODEL
     order: ClassVar[int] = 40
 
     def promise(self) -> Expected:
@@ -37,7 +38,7 @@ def convert(inputs: ConvertInputs, variant: Int8Variant, out: Path) -> Path:
     """Only int8 builtins are allowed, so an op without an int8 kernel fails the conversion
     (loudly, with the converter's message) instead of silently running in float."""
     tf, _ = tf_modules()
-    converter = keras_converter(load_model(inputs))
+    converter = saved_model_converter(inputs)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = representative_dataset(inputs.calibration)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]

@@ -11,9 +11,9 @@ from quantflow.core.specbase import Expected, VariantBase
 from quantflow.core.tfenv import tf_modules
 from quantflow.variants import ConvertInputs
 from quantflow.variants._common import (
-    keras_converter,
-    load_model,
+    SAVED_MODEL,
     representative_dataset,
+    saved_model_converter,
     write_tflite,
 )
 
@@ -24,6 +24,7 @@ class Int8FloatFallbackVariant(VariantBase):
     )
 
     needs_calibration: ClassVar[bool] = True
+    requires: ClassVar[frozenset[str]] = SAVED_MODEL
     order: ClassVar[int] = 30
 
     def promise(self) -> Expected:
@@ -34,7 +35,7 @@ class Int8FloatFallbackVariant(VariantBase):
 def convert(inputs: ConvertInputs, variant: Int8FloatFallbackVariant, out: Path) -> Path:
     """A representative dataset without restricting supported_ops lets ops fall back to float."""
     tf, _ = tf_modules()
-    converter = keras_converter(load_model(inputs))
+    converter = saved_model_converter(inputs)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = representative_dataset(inputs.calibration)
     return write_tflite(converter, out)

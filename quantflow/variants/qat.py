@@ -14,9 +14,10 @@ from pydantic import Field
 
 from quantflow.core.specbase import Expected, VariantBase
 from quantflow.core.tfenv import tf_modules
-from quantflow.domain.models import optimizer
+from quantflow.domain.models import classification_loss, optimizer
 from quantflow.variants import ConvertInputs
 from quantflow.variants._common import (
+    SAVED_MODEL,
     keras_converter,
     load_model,
     representative_dataset,
@@ -33,7 +34,7 @@ class QatVariant(VariantBase):
     )
     io_type: Literal["float32", "int8", "uint8"] = Field("float32", description="I/O type.")
 
-    requires: ClassVar[frozenset[str]] = frozenset({"keras2"})
+    requires: ClassVar[frozenset[str]] = frozenset({"keras2"}) | SAVED_MODEL
     order: ClassVar[int] = 60
 
     @property
@@ -59,10 +60,11 @@ def fine_tune(inputs: ConvertInputs, variant: QatVariant) -> Any:
     keras.utils.set_random_seed(inputs.train.seed)
     data = io.load_dataset(inputs.dataset)
     x, y = data.x_train, data.y_train
-    model = tfmot.quantization.keras.quantize_model(load_model(inputs))
+    trained = load_model(inputs)
+    model = tfmot.quantization.keras.quantize_model(trained)
     model.compile(
         optimizer=optimizer(inputs.train, variant.learning_rate),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        loss=classification_loss(trained),  # the wrapped model's last layer hides softmax
         metrics=["accuracy"],
     )
     model.fit(x, y, batch_size=inputs.train.batch_size, epochs=variant.epochs, verbose=0)

@@ -16,13 +16,12 @@ from quantflow.sources.path import PathModel, build, load
 
 
 def load_path(ws: Path, name: str):
-    return load(PathModel(path=name), ws)
+    return load(PathModel.model_validate({"path": name}, context={"workspace": ws}), ws)
 
 
 @pytest.mark.parametrize("name, content", [
     ("model.keras", b"\x00\x01definitely not a model" * 50),
     ("model.h5", b"\x89HDF\r\n\x1a\n but then nothing"),
-    ("model.tflite", b"TFL3" + b"\x00" * 64),
     ("notes.txt", b"hello"),
     ("empty.keras", b""),
 ])
@@ -49,14 +48,12 @@ def test_missing_model_file(tmp_path):
         load_path(tmp_path, "gone.keras")
 
 
-def test_a_savedmodel_that_is_not_keras(tmp_path):
-    tf, _ = tf_modules()
-    module = tf.Module()
-    module.v = tf.Variable(1.0)
-    module.f = tf.function(lambda x: x * module.v, input_signature=[tf.TensorSpec([None, 4])])
-    tf.saved_model.save(module, str(tmp_path / "raw"))
-    with pytest.raises(ModelError, match="model.path 'raw': "):
-        load_path(tmp_path, "raw")
+def test_a_file_that_is_not_a_tflite(tmp_path):
+    from quantflow.sources._loaders import load_checked
+
+    (tmp_path / "model.tflite").write_bytes(b"TFL3" + b"\x00" * 64)
+    with pytest.raises(ModelError, match="^model.path 'model.tflite': not a loadable .tflite"):
+        load_checked("model.tflite", "tflite", "serving_default", tmp_path, (8, 8), 10)
 
 
 @pytest.fixture(scope="module")

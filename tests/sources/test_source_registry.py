@@ -70,6 +70,7 @@ def test_a_kind_needing_what_the_source_lacks_fails_validation(monkeypatch) -> N
                          variants=[{"name": "q", "kind": "qat"}])["pipelines"]["tiny"]
     spec.PipelineSpec.model_validate(pipeline)
     monkeypatch.setattr(PathModel, "capabilities", frozenset())
-    with pytest.raises(ValidationError, match="variant 'q' \\(kind qat\\) needs a model with "
-                                              "keras2, which this model source does not"):
+    with pytest.raises(ValidationError, match="variant 'q' \\(kind qat\\) needs a Keras 2 "
+                                              "\\(tf_keras\\) model and a SavedModel or Keras "
+                                              "model; model.path 'm.keras' is "):
         spec.PipelineSpec.model_validate(pipeline)
