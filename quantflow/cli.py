@@ -115,21 +115,24 @@ def run(pipelines: Annotated[list[str] | None, typer.Argument(help="Pipelines (d
 
 
 @app.command()
-def verify(registry: Annotated[Path, typer.Argument(help="Registry folder.")] = Path("registry")
-           ) -> None:
-    """Re-hash every published file against its manifest; exit 1 on any problem."""
-    from quantflow.domain.registry import verify as verify_registry
+def verify(folder: Annotated[Path, typer.Argument(
+        help="Registry root, pipeline folder or version folder.")] = Path("registry")) -> None:
+    """Re-hash every published file against its manifest; exit 1 on any problem, or if the
+    folder holds no manifest to check."""
+    from quantflow.core.errors import RegistryError
+    from quantflow.domain.verify import verify_folder
 
     try:
-        problems = verify_registry(registry)
-    except OSError as exc:  # no such folder, unreadable file: one line, not a traceback
-        err.print(f"{registry}: cannot verify: {exc}", markup=False)
+        report = verify_folder(folder)
+    except (OSError, RegistryError) as exc:  # no such folder, nothing to check: one line
+        err.print(f"{folder}: cannot verify: {exc}", markup=False)
         raise typer.Exit(EXIT_ERROR) from None
-    for p in problems:
+    for p in report.problems:
         err.print(str(p), markup=False)
-    if problems:
+    if report.problems:
         raise typer.Exit(EXIT_ERROR)
-    out.print(f"{registry}: every published file matches its manifest")
+    out.print(f"{folder}: {report.target}, {report.versions} version(s), {report.files} "
+              "file(s): every published file matches its manifest", markup=False)
 
 
 @app.command("dvc")

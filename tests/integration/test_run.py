@@ -9,7 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from quantflow.cli import EXIT_BLOCKED, EXIT_SPEC, app
-from quantflow.domain.registry import list_versions, resolve_alias, verify
+from quantflow.domain.registry import list_versions, resolve_alias
+from quantflow.domain.verify import verify
 from tests.tiny import tiny_spec, write_workspace
 
 pytestmark = pytest.mark.integration
