@@ -135,6 +135,27 @@ def verify(folder: Annotated[Path, typer.Argument(
               "file(s): every published file matches its manifest", markup=False)
 
 
+@app.command()
+def init(folder: Annotated[Path, typer.Argument(help="Project folder.")] = Path("."),
+         model: Annotated[Path | None, typer.Option(
+             help="Your model: a .keras/.h5 file or a SavedModel folder.")] = None,
+         data: Annotated[Path | None, typer.Option(
+             help="Your data: an .npz file (x, y) or a folder of IDX files.")] = None) -> None:
+    """Start a project: git + DVC, .gitignore, a commented pipelines.yaml and dvc.yaml."""
+    from quantflow.core.errors import QuantflowError, UserError
+    from quantflow.orchestration.init import init_project
+
+    try:
+        done = init_project(folder, model=model, data=data)
+    except SpecError as exc:
+        _fail_spec(exc)
+    except (UserError, QuantflowError) as exc:  # an existing spec, a bad --model, no git
+        err.print(str(exc), markup=False)
+        raise typer.Exit(EXIT_SPEC if isinstance(exc, UserError) else EXIT_ERROR) from None
+    for line in done:
+        out.print(line, markup=False)
+
+
 @app.command("dvc")
 def dvc_yaml(spec: SpecOpt = Path("pipelines.yaml"),
              check: Annotated[bool, typer.Option(help="Exit 1 if dvc.yaml is out of date.")]
