@@ -117,21 +117,45 @@ def run(pipelines: Annotated[list[str] | None, typer.Argument(help="Pipelines (d
 
 
 @app.command()
-def verify(registry: Annotated[Path, typer.Argument(help="Registry folder.")] = Path("registry")
-           ) -> None:
-    """Re-hash every published file against its manifest; exit 1 on any problem."""
-    from quantflow.domain.registry import verify as verify_registry
+def verify(folder: Annotated[Path, typer.Argument(
+        help="Registry root, pipeline folder or version folder.")] = Path("registry")) -> None:
+    """Re-hash every published file against its manifest; exit 1 on any problem, or if the
+    folder holds no manifest to check."""
+    from quantflow.core.errors import RegistryError
+    from quantflow.domain.verify import verify_folder
 
     try:
-        problems = verify_registry(registry)
-    except OSError as exc:  # no such folder, unreadable file: one line, not a traceback
-        err.print(f"{registry}: cannot verify: {exc}", markup=False)
+        report = verify_folder(folder)
+    except (OSError, RegistryError) as exc:  # no such folder, nothing to check: one line
+        err.print(f"{folder}: cannot verify: {exc}", markup=False)
         raise typer.Exit(Exit.ERROR) from None
-    for p in problems:
+    for p in report.problems:
         err.print(str(p), markup=False)
-    if problems:
+    if report.problems:
         raise typer.Exit(Exit.ERROR)
-    out.print(f"{registry}: every published file matches its manifest")
+    out.print(f"{folder}: {report.target}, {report.versions} version(s), {report.files} "
+              "file(s): every published file matches its manifest", markup=False)
+
+
+@app.command()
+def init(folder: Annotated[Path, typer.Argument(help="Project folder.")] = Path("."),
+         model: Annotated[Path | None, typer.Option(
+             help="Your model: a .keras/.h5 file or a SavedModel folder.")] = None,
+         data: Annotated[Path | None, typer.Option(
+             help="Your data: an .npz file (x, y) or a folder of IDX files.")] = None) -> None:
+    """Start a project: git + DVC, .gitignore, a commented pipelines.yaml and dvc.yaml."""
+    from quantflow.core.errors import QuantflowError, UserError
+    from quantflow.orchestration.init import init_project
+
+    try:
+        done = init_project(folder, model=model, data=data)
+    except SpecError as exc:
+        _fail_spec(exc)
+    except (UserError, QuantflowError) as exc:  # an existing spec, a bad --model, no git
+        err.print(str(exc), markup=False)
+        raise typer.Exit(Exit.SPEC if isinstance(exc, UserError) else Exit.ERROR) from None
+    for line in done:
+        out.print(line, markup=False)
 
 
 @app.command("dvc")

@@ -70,6 +70,10 @@ class RegistryError(QuantflowError, RuntimeError):
     """The registry is not in the state publishing or resolving needs."""
 
 
+class IntegrityError(RegistryError):
+    """A file is not the one that was measured: publishing it would ship untested bytes."""
+
+
 class DvcError(QuantflowError, RuntimeError):
     """DVC could not record a run; the message says which stages and why."""
 

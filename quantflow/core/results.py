@@ -61,6 +61,8 @@ class VariantMetrics(Result):
     tensors: TensorTypes | None = None
     convert_seconds: float | None = None
     evaluate_seconds: float | None = None
+    sha256: str | None = Field(None, description=(
+        "sha256 of the .tflite file this evaluation measured: publish refuses any other bytes."))
 
 
 class Check(Result):
@@ -90,9 +92,12 @@ class GateResult(Result):
 
 class PublishRecord(Result):
     pipeline: str
-    status: Literal["published", "blocked"]
+    status: Literal["published", "blocked", "unchanged"] = Field(description=(
+        "published: a new version; blocked: nothing passed the gate; unchanged: the alias's "
+        "version already holds these bytes and decisions, so nothing new was written."))
     version: str | None = None
-    path: str | None = None
+    path: str | None = Field(None, description=(
+        "The version folder (publish.json records it relative to the workspace)."))
     files: list[str] = Field(default_factory=list)
     alias: str | None = None
     message: str = ""

@@ -1,95 +1,53 @@
-"""The local model registry: immutable versions of published .tflite files plus an alias.
+"""The local model registry: what gets published, and when nothing new should be.
 
 Layout: ``<registry>/<pipeline>/<version>/{<variant>.tflite, manifest.json}`` and a symlink
-``<registry>/<pipeline>/<alias> -> <version>``. A version is built in a dot-prefixed temp folder
-and renamed into place, and the alias is swapped with os.replace, so readers and a crash only
-ever see complete versions. Dot-prefixed entries (temp folders, the lock) are never versions.
+``<registry>/<pipeline>/<alias> -> <version>``; how a version gets there without a reader or a
+crash ever seeing half of one is ``quantflow.domain.store``, re-hashing published versions is
+``quantflow.domain.verify``. This module decides: only the bytes the gate's evaluation measured
+are published, and the same bytes under the same decisions are not published twice.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import hashlib
 import json
 import os
-import secrets
-import shutil
-import tempfile
-from collections.abc import Iterator
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from quantflow.core.errors import RegistryError  # noqa: F401 - re-exported
+from quantflow.core.errors import IntegrityError, RegistryError
 from quantflow.core.io import fsync_dir, sha256_file
-from quantflow.core.results import GateResult, PublishRecord, Result
+from quantflow.core.results import GateResult, PublishRecord
+from quantflow.domain.store import (  # noqa: F401 - the registry's reading API, re-exported
+    LOCK,
+    MANIFEST,
+    copy_hashed,
+    list_versions,
+    locked,
+    new_version,
+    read_manifest,
+    remove_leftovers,
+    resolve_alias,
+    swap_in,
+)
 
-MANIFEST = "manifest.json"
-LOCK = ".publish.lock"
 _RESERVED = {"pipeline", "version", "created", "files", "gate"}
 
 
+def _build(tmp: Path, pipeline: str, version: str, gate: GateResult, files: dict[str, Path],
+           digests: dict[str, str], extra: dict[str, Any]) -> list[str]:
+    """Fill the temp folder with the selected files and their manifest.
 
-
-class VerifyProblem(Result):
-    pipeline: str
-    version: str | None = None
-    path: str
-    kind: Literal["tampered", "missing", "extra", "bad_manifest", "broken_alias"]
-    detail: str
-
-    def __str__(self) -> str:
-        return f"{self.kind}: {self.path}: {self.detail}"
-
-
-
-
-def _copy(src: Path, dst: Path) -> str:
-    """Copy, fsync and hash the bytes actually written, so the manifest matches the copy."""
-    h = hashlib.sha256()
-    with open(src, "rb") as fin, open(dst, "xb") as fout:
-        for block in iter(lambda: fin.read(1 << 20), b""):
-            h.update(block)
-            fout.write(block)
-        fout.flush()
-        os.fsync(fout.fileno())
-    return h.hexdigest()
-
-
-@contextlib.contextmanager
-def _locked(folder: Path) -> Iterator[None]:
-    """Exclusive flock: publishers of one pipeline take turns (threads and processes alike)."""
-    with open(folder / LOCK, "a") as f:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
-
-
-def _new_version(folder: Path) -> str:
-    """Sortable UTC time plus a random suffix; checked under the lock, so ids never collide."""
-    while True:
-        now = datetime.now(UTC)
-        version = f"{now:%Y%m%dT%H%M%S}.{now:%f}Z-{secrets.token_hex(3)}"
-        if not os.path.lexists(folder / version):
-            return version
-
-
-def _build(
-    tmp: Path,
-    pipeline: str,
-    version: str,
-    gate: GateResult,
-    files: dict[str, Path],
-    extra: dict[str, Any],
-) -> list[str]:
-    """Fill the temp folder with the selected files and their manifest."""
+    The manifest records the hash of the bytes written, and those must be the bytes checked
+    before the lock (``_hash_selection``): a file swapped in between is refused, not shipped.
+    """
     entries = {}
     for name in gate.selected:
         dst = tmp / f"{name}.tflite"
-        digest = _copy(files[name], dst)
+        digest = copy_hashed(files[name], dst)
+        if digest != digests[name]:
+            raise IntegrityError(f"{name}: {files[name]} changed while it was being published")
         entries[dst.name] = {"variant": name, "sha256": digest, "size_bytes": dst.stat().st_size}
     manifest = {
         **extra,
@@ -108,18 +66,6 @@ def _build(
     return sorted(entries)
 
 
-def _point_alias(folder: Path, alias: str, version: str) -> None:
-    """Temp symlink + os.replace: the alias always names some complete version."""
-    tmp = folder / f".{alias}.{secrets.token_hex(4)}"
-    os.symlink(version, tmp)
-    try:
-        os.replace(tmp, folder / alias)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_dir(folder)
-
-
 def _check_inputs(
     gate: GateResult, files: dict[str, Path], registry: Path, alias: str, extra: dict[str, Any]
 ) -> None:
@@ -135,6 +81,54 @@ def _check_inputs(
         raise RegistryError(f"alias {alias!r} would overwrite {target}, which is not an alias")
 
 
+def _hash_selection(gate: GateResult, files: dict[str, Path],
+                    evaluated: Mapping[str, str | None] | None) -> dict[str, str]:
+    """sha256 of each selected file; with ``evaluated``, refuse any file that is not the one
+    its evaluation measured (a corrupted DVC cache, a hand edit): the gate passed those bytes,
+    not these."""
+    digests = {name: sha256_file(files[name]) for name in gate.selected}
+    if evaluated is None:
+        return digests
+    wrong = []
+    for name, digest in digests.items():
+        if evaluated.get(name) is None:
+            wrong.append(f"{name}: its evaluation recorded no sha256; re-run with --force")
+        elif digest != evaluated[name]:
+            wrong.append(f"{name}: the file changed since it was evaluated; re-run with --force "
+                         f"(sha256 {digest[:12]}..., evaluated {evaluated[name][:12]}...)")
+    if wrong:
+        raise IntegrityError("\n".join(wrong))
+    return digests
+
+
+def _already_published(folder: Path, alias: str, gate: GateResult,
+                       digests: dict[str, str]) -> str | None:
+    """The alias's version if it holds exactly these bytes (on disk, not only in its manifest)
+    under the same pass/fail decisions; re-publishing it would only move the alias."""
+    try:
+        version = resolve_alias(folder, alias)
+        if version is None:
+            return None
+        listed = read_manifest(folder / version, version)
+    except (RegistryError, OSError, ValueError):  # dangling alias, bad manifest: publish anew
+        return None
+    vdir = folder / version
+    wanted = {f"{name}.tflite": digest for name, digest in digests.items()}
+    if {n: e.get("sha256") for n, e in listed["files"].items()} != wanted:
+        return None
+    if any(not (vdir / n).is_file() or sha256_file(vdir / n) != d for n, d in wanted.items()):
+        return None
+    return version if _decisions(listed) == {d.name: d.passed for d in gate.decisions} else None
+
+
+def _decisions(manifest: dict[str, Any]) -> dict[str, bool] | None:
+    """Pass/fail per variant as a manifest recorded it; None if it cannot say."""
+    try:
+        return {d["name"]: d["passed"] for d in manifest["gate"]["decisions"]}
+    except (KeyError, TypeError):
+        return None
+
+
 def publish(
     pipeline: str,
     gate: GateResult,
@@ -142,144 +136,36 @@ def publish(
     registry: Path,
     alias: str,
     manifest_extra: dict[str, Any],
+    evaluated: Mapping[str, str | None] | None = None,
 ) -> PublishRecord:
     """Publish the gate's selection as a new immutable version and move the alias to it.
 
-    Nothing selected means nothing published and the alias untouched (status "blocked"). Any
+    Nothing selected means nothing published and the alias untouched (status "blocked"); the
+    same bytes and decisions as the alias's version mean nothing new (status "unchanged"), so
+    a schedule or threshold edit does not mint a version. ``evaluated`` (variant -> sha256 its
+    evaluation measured) makes publish refuse other bytes before it touches the registry. Any
     error leaves the registry as it was: the temp folder is removed and a version that was
     renamed in before the alias move failed is renamed out again.
     """
     if not gate.selected:
         reasons = "; ".join(f"{d.name}: {d.reason}" for d in gate.decisions) or "no variants"
-        return PublishRecord(
-            pipeline=pipeline,
-            status="blocked",
-            alias=alias,
-            message=f"nothing passed the gate - {reasons}",
-        )
+        return PublishRecord(pipeline=pipeline, status="blocked", alias=alias,
+                             message=f"nothing passed the gate - {reasons}")
     _check_inputs(gate, files, registry, alias, manifest_extra)
+    digests = _hash_selection(gate, files, evaluated)
     registry.mkdir(parents=True, exist_ok=True)
-    with _locked(registry):
-        _remove_leftovers(registry)
-        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=registry))
-        final: Path | None = None
-        try:
-            version = _new_version(registry)
-            names = _build(tmp, pipeline, version, gate, files, manifest_extra)
-            os.rename(tmp, registry / version)
-            final = registry / version
-            _point_alias(registry, alias, version)
-        except BaseException:
-            if final is not None:
-                with contextlib.suppress(OSError):  # keep the original error if this fails too
-                    os.rename(final, tmp)
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-    return PublishRecord(
-        pipeline=pipeline,
-        status="published",
-        version=version,
-        path=str(final),
-        files=names,
-        alias=alias,
-        message=f"published {', '.join(names)}",
-    )
-
-
-def _remove_leftovers(registry: Path) -> None:
-    """Temp folders of publishers killed mid-way. Safe under the lock: no one else builds."""
-    for leftover in registry.glob(".*"):
-        if leftover.is_symlink():  # a temp alias link (see _point_alias)
-            leftover.unlink(missing_ok=True)
-        elif leftover.is_dir() and leftover.name.startswith(".tmp-"):
-            shutil.rmtree(leftover, ignore_errors=True)
-
-
-def _entries(folder: Path) -> list[Path]:
-    """Everything a reader should see: dot-prefixed temp folders and the lock are invisible."""
-    return sorted(p for p in folder.iterdir() if not p.name.startswith("."))
-
-
-def list_versions(registry_pipeline_dir: Path) -> list[str]:
-    """Published versions, oldest first (ids sort by time); aliases are not versions."""
-    if not registry_pipeline_dir.is_dir():
-        return []
-    return [p.name for p in _entries(registry_pipeline_dir) if p.is_dir() and not p.is_symlink()]
-
-
-def resolve_alias(registry_pipeline_dir: Path, alias: str) -> str | None:
-    """The version an alias names, None without such alias; a dangling alias is an error."""
-    link = registry_pipeline_dir / alias
-    if not link.is_symlink():
-        return None
-    target = os.readlink(link)
-    if target not in list_versions(registry_pipeline_dir):
-        raise RegistryError(f"alias {link} points at {target!r}, which is not a published version")
-    return target
-
-
-def _read_listing(vdir: Path) -> dict[str, Any]:
-    """The manifest's file table; raises ValueError unless every entry is a plain file name."""
-    manifest = json.loads((vdir / MANIFEST).read_text())
-    listed = manifest["files"]
-    if manifest.get("version") != vdir.name:
-        raise ValueError(f"manifest is for version {manifest.get('version')!r}")
-    if not all(isinstance(e, dict) and Path(n).name == n != MANIFEST for n, e in listed.items()):
-        raise ValueError("file entries must be plain file names with a sha256")
-    return listed
-
-
-def _verify_version(pipeline: str, vdir: Path) -> list[VerifyProblem]:
-    """Re-hash every listed file and flag files the manifest does not know."""
-
-    def problem(kind: Any, path: Path, detail: str) -> VerifyProblem:
-        return VerifyProblem(
-            pipeline=pipeline, version=vdir.name, path=str(path), kind=kind, detail=detail
-        )
-
-    try:
-        listed = _read_listing(vdir)
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
-        return [problem("bad_manifest", vdir / MANIFEST, f"unusable manifest: {e}")]
-    out = []
-    for name, entry in sorted(listed.items()):
-        path = vdir / name
-        if not path.is_file():
-            out.append(problem("missing", path, "listed in the manifest but not on disk"))
-        elif (digest := sha256_file(path)) != entry.get("sha256"):
-            detail = f"sha256 {digest} != manifest {entry.get('sha256')}"
-            out.append(problem("tampered", path, detail))
-    unknown = [p for p in vdir.iterdir() if p.name != MANIFEST and p.name not in listed]
-    return out + [problem("extra", p, "not listed in the manifest") for p in sorted(unknown)]
-
-
-def _verify_aliases(pdir: Path, versions: list[str]) -> list[VerifyProblem]:
-    """Besides versions, a pipeline folder may only hold aliases that name one of them."""
-    out = []
-    for entry in _entries(pdir):
-        if entry.name in versions or (entry.is_symlink() and os.readlink(entry) in versions):
-            continue
-        if entry.is_symlink():
-            kind, detail = "broken_alias", f"points at {os.readlink(entry)!r}, not a version"
-        else:
-            kind, detail = "extra", "neither a version nor an alias"
-        out.append(VerifyProblem(pipeline=pdir.name, path=str(entry), kind=kind, detail=detail))
-    return out
-
-
-def verify(registry_root: Path) -> list[VerifyProblem]:
-    """Re-hash every version of every pipeline against its manifest and check every alias.
-
-    A missing registry is an error rather than "no problems", so a mistyped path cannot pass.
-    """
-    if not registry_root.is_dir():
-        raise FileNotFoundError(f"no registry folder at {registry_root}")
-    problems: list[VerifyProblem] = []
-    for pdir in _entries(registry_root):
-        if not pdir.is_dir() or pdir.is_symlink():
-            continue
-        versions = list_versions(pdir)
-        for version in versions:
-            problems += _verify_version(pdir.name, pdir / version)
-        problems += _verify_aliases(pdir, versions)
-    return problems
+    with locked(registry):
+        remove_leftovers(registry)
+        same = _already_published(registry, alias, gate, digests)
+        if same is not None:
+            return PublishRecord(pipeline=pipeline, status="unchanged", version=same,
+                                 path=str(registry / same), alias=alias,
+                                 files=sorted(f"{n}.tflite" for n in gate.selected),
+                                 message=f"unchanged: already published as {same}")
+        version = new_version(registry)
+        names = swap_in(registry, alias, version,
+                         lambda tmp: _build(tmp, pipeline, version, gate, files, digests,
+                                            manifest_extra))
+    return PublishRecord(pipeline=pipeline, status="published", version=version,
+                         path=str(registry / version), files=names, alias=alias,
+                         message=f"published {', '.join(names)}")

@@ -33,8 +33,10 @@ def evaluate_baseline(float_tflite: Path, dataset: Path, cfg: EvaluationSpec, ou
                       latency_lock: Path | None = None) -> VariantMetrics:
     from quantflow.domain.evaluate import evaluate_tflite
 
+    digest = io.sha256_file(float_tflite)  # the bytes this evaluation measures
     metrics = evaluate_tflite(float_tflite, dataset, cfg, name="float", kind="float",
                               latency_lock=latency_lock)
+    metrics.sha256 = digest
     metrics.write(out)
     return metrics
 

@@ -1,6 +1,7 @@
 """publish: copy the gate's selection into the registry as a new immutable version.
 
-Obeys the gate: with nothing selected it publishes nothing and leaves the alias alone.
+Obeys the gate: with nothing selected it publishes nothing and leaves the alias alone; with
+the same bytes and decisions as the alias's version it publishes nothing new ("unchanged").
 """
 
 from __future__ import annotations
@@ -8,10 +9,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 from quantflow.core.request import StepContext
-from quantflow.core.results import GateResult, PublishRecord
+from quantflow.core.results import GateResult, PublishRecord, VariantMetrics
 from quantflow.core.tfenv import versions
 from quantflow.domain import registry
 from quantflow.steps.gate import load_metrics
@@ -31,15 +33,15 @@ def _git_commit(ctx: StepContext) -> str | None:
     return out.stdout.strip() if out.returncode == 0 else None
 
 
-def manifest_extra(ctx: StepContext, gate: GateResult) -> dict[str, Any]:
+def manifest_extra(ctx: StepContext, gate: GateResult, baseline: VariantMetrics,
+                   variants: list[VariantMetrics]) -> dict[str, Any]:
     p = ctx.paths
     info = PrepareInfo.read(p.prepare_info)
-    baseline, variants = load_metrics(ctx)
     return {
         "spec_sha256": ctx.pipeline.fingerprint(),
         "dataset_sha256": info.dataset_sha256,
         "calibration_sha256": info.calibration_sha256,
-        "dvc_md5": {  # what `dvc get`/`dvc pull` fetch; None when the file is not DVC-tracked
+        "dvc_md5": {  # DVC's own record (what `dvc get`/`dvc pull` fetch); None: DVC has none
             "calibration": dvc.md5_of(ctx.workspace, p.calibration),
             **{name: dvc.md5_of(ctx.workspace, p.variant_tflite(name)) for name in gate.selected},
         },
@@ -50,11 +52,18 @@ def manifest_extra(ctx: StepContext, gate: GateResult) -> dict[str, Any]:
 
 
 def publish(ctx: StepContext) -> PublishRecord:
+    """Publish what the gate selected, but only the bytes each evaluation measured (their
+    sha256 is in the variant's metrics), and record it with paths relative to the workspace:
+    publish.json is committed, and a host path there would be wrong on every other clone."""
     p = ctx.paths
     gate = GateResult.read(p.gate)
+    baseline, variants = load_metrics(ctx)
     files = {name: p.variant_tflite(name) for name in gate.selected}
     record = registry.publish(ctx.name, gate, files, p.registry, ctx.pipeline.publish.alias,
-                              manifest_extra(ctx, gate))
+                              manifest_extra(ctx, gate, baseline, variants),
+                              evaluated={m.name: m.sha256 for m in variants})
+    if record.path is not None:
+        record.path = Path(os.path.relpath(record.path, ctx.workspace)).as_posix()
     record.write(p.publish_record)
     if record.status == "published":
         problem = dvc.push_outputs(ctx.workspace, [p.calibration, *(
@@ -65,12 +74,13 @@ def publish(ctx: StepContext) -> PublishRecord:
 
 
 def exit_code(record: PublishRecord) -> int:
-    """`quantflow step publish` exits 3 when the gate blocked everything (see cli.py).
+    """`quantflow step publish` exits 3 when the gate blocked everything (see cli.py);
+    "unchanged" (already published) is a success.
 
     Under `dvc repro` (DVC_STAGE set) a blocked gate is a completed stage: exiting non-zero
     would leave publish unrecorded and re-run forever; publish.json says "blocked".
     """
-    if record.status == "published" or os.environ.get("DVC_STAGE"):
+    if record.status != "blocked" or os.environ.get("DVC_STAGE"):
         return 0
     return 3
 

@@ -7,6 +7,7 @@ import shutil
 import time
 import traceback
 
+from quantflow.core.io import sha256_file
 from quantflow.core.request import StepContext
 from quantflow.core.results import VariantMetrics
 from quantflow.variants import ConvertInputs, converter
@@ -33,11 +34,13 @@ def quantize(ctx: StepContext, variant_name: str) -> VariantMetrics:
     try:
         converter(variant.kind)(inputs, variant, out)
         converted = time.perf_counter() - start
+        digest = sha256_file(out)  # the bytes handed to evaluation; publish checks them
         metrics = evaluate_tflite(out, p.dataset, spec.evaluation, name=variant.name,
                                   kind=variant.kind, float_size=baseline.size_bytes,
                                   float_accuracy=baseline.accuracy,
                                   latency_lock=p.lock.with_suffix(".latency"), variant=variant)
         metrics.convert_seconds = round(converted, 3)
+        metrics.sha256 = digest
     except Exception as exc:  # recorded as a failed variant; the others carry on
         out.unlink(missing_ok=True)
         detail = "".join(traceback.format_exception_only(exc)).strip()

@@ -19,12 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from quantflow.core.errors import DvcError  # noqa: F401 - re-exported
-from quantflow.core.io import md5_file
 from quantflow.core.request import RunRequest
 from quantflow.versioning.dvcgen import Stage, pipeline_stages, write_dvc_yaml
+from quantflow.versioning.dvcrecords import declared, md5_of  # noqa: F401 - md5_of re-exported
 
 
 @dataclass
@@ -50,17 +48,9 @@ def _repo(workspace: Path) -> Iterator[Any]:
         log.setLevel(level)
 
 
-def _declared(workspace: Path) -> dict[str, Any]:
-    """Stages of dvc.yaml, or {} when the workspace is no DVC repo or has no dvc.yaml."""
-    path = workspace / "dvc.yaml"
-    if not (workspace / ".dvc").is_dir() or not path.is_file():
-        return {}
-    return (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("stages") or {}
-
-
 def _tracked_spec_file(workspace: Path) -> str | None:
     """The spec file dvc.yaml was generated from: the one params file of its stages."""
-    files = {next(iter(entry)) for stage in _declared(workspace).values()
+    files = {next(iter(entry)) for stage in declared(workspace).values()
              for entry in stage.get("params", []) if isinstance(entry, dict)}
     return files.pop() if len(files) == 1 else None
 
@@ -168,31 +158,3 @@ def push_outputs(workspace: str | Path, targets: Iterable[str | Path]) -> str | 
     ws = Path(workspace).resolve()
     with _repo(ws) as repo:
         return _push(repo, [os.path.relpath(ws / t, ws) for t in targets])
-
-
-def md5_of(workspace: str | Path, path: str | Path) -> str | None:
-    """The md5 DVC records for a tracked file (DVC 3: MD5 of its bytes), or None.
-
-    Computed from the file rather than read from dvc.lock, because under `quantflow run`
-    dvc.lock is written only after publish; the value is the one DVC then records.
-    """
-    ws = Path(workspace).resolve()
-    file = (ws / path).resolve()
-    if not file.is_file() or not _is_tracked(ws, file):
-        return None
-    return md5_file(file)
-
-
-def _is_tracked(ws: Path, file: Path) -> bool:
-    """Under an output of dvc.yaml, or added with `dvc add` (a .dvc file beside it)."""
-    for parent in (file, *file.parents):
-        if parent == ws:
-            break
-        if parent.with_name(parent.name + ".dvc").is_file():
-            return True
-    outs = set()
-    for stage in _declared(ws).values():
-        for kind in ("outs", "metrics", "plots"):
-            for out in stage.get(kind, []):
-                outs.add(ws / (next(iter(out)) if isinstance(out, dict) else out))
-    return any(o == file or o in file.parents for o in outs)

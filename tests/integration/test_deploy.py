@@ -25,7 +25,8 @@ from uuid import UUID
 import pytest
 
 from quantflow.core.specload import load_spec
-from quantflow.domain.registry import resolve_alias, verify
+from quantflow.domain.registry import resolve_alias
+from quantflow.domain.verify import verify
 from tests.tiny import tiny_spec, write_workspace
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(2400)]

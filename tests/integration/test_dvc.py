@@ -174,6 +174,11 @@ def test_md5_of_is_what_dvc_records(ws):
     assert md5_of(ws, "artifacts/tiny/variants/dr/model.tflite") == model["md5"]
     assert md5_of(ws, "pipelines.yaml") is None  # git's, not DVC's
     assert md5_of(ws, "artifacts/tiny/nothing.bin") is None
+    # read from DVC's records, not the file: bytes DVC did not record have no DVC md5
+    (ws / "artifacts/tiny/variants/dr/model.tflite").write_text("a --set run, not recorded\n")
+    (ws / calib).write_text("checked out from a corrupted cache object\n")
+    assert md5_of(ws, "artifacts/tiny/variants/dr/model.tflite") is None
+    assert md5_of(ws, calib) is None
 
 
 # ------------------------------------------------------------------ real runs (TensorFlow)

@@ -27,7 +27,8 @@ from typer.testing import CliRunner
 
 from quantflow.cli import app
 from quantflow.core.errors import Exit
-from quantflow.domain.registry import list_versions, resolve_alias, verify
+from quantflow.domain.registry import list_versions, resolve_alias
+from quantflow.domain.verify import verify
 from tests.tiny import tiny_spec, write_workspace
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -208,7 +209,8 @@ def test_two_concurrent_runs_one_completes_the_other_refuses(dvc_ws, concurrent)
         assert "pipeline 'tiny' is already running (pid " in busy, busy[-3000:]
     reg = ws / "registry" / "tiny"
     versions = list_versions(reg)
-    assert len(versions) == codes.count(Exit.OK)
+    # a second run after the first republishes identical bytes only as "unchanged"
+    assert 1 <= len(versions) <= codes.count(Exit.OK)
     assert resolve_alias(reg, "latest") == versions[-1]
     assert verify(ws / "registry") == []
 
@@ -242,10 +244,11 @@ def test_kill_9_inside_publish_never_leaves_a_partial_version(dvc_ws, concurrent
     for i in range(12):
         old = temp_folders(reg)
         log = ws.parent / f"step-publish-{i}.log"
-        with open(log, "w") as f:
-            proc = subprocess.Popen([str(BIN / "quantflow"), "step", "publish", "tiny"], cwd=ws,
-                                    env=env, stdout=f, stderr=subprocess.STDOUT,
-                                    start_new_session=True)
+        with open(log, "w") as f:  # a fresh alias each time: the same bytes under the same
+            # alias would be "unchanged" and build nothing to kill
+            proc = subprocess.Popen([str(BIN / "quantflow"), "step", "publish", "tiny", "--set",
+                                     f"publish.alias=kill{i}"], cwd=ws, env=env, stdout=f,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
         while proc.poll() is None and not temp_folders(reg) - old:
             time.sleep(0.0002)
         time.sleep(0.0005 * i)
@@ -299,5 +302,7 @@ def test_kill_9_at_each_point_leaves_the_registry_intact(dvc_ws, concurrent):
     after = assert_intact(ws, before, alias, may_add=True)
     print(f"run after the kills ran: {ran_stages(out) or 'nothing (up to date)'}")
     assert "prepare" not in ran_stages(out), "prepare's outputs were unchanged by the kills"
-    if ran_stages(out):
-        assert len(after) == len(before) + 1 and resolve_alias(reg, "latest") == after[-1]
+    if ran_stages(out):  # a new version, or "unchanged" if retraining gave the same bytes
+        unchanged = "unchanged: already published as" in out
+        assert len(after) == len(before) + (0 if unchanged else 1), out[-3000:]
+        assert resolve_alias(reg, "latest") == (alias if unchanged else after[-1])

@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 from quantflow.cli import app
 from quantflow.core import specload
 from quantflow.core.errors import Exit
-from quantflow.domain.registry import list_versions, resolve_alias, verify
+from quantflow.domain.registry import list_versions, resolve_alias
+from quantflow.domain.verify import verify
 from tests.tiny import tiny_spec, write_workspace
 
 pytestmark = pytest.mark.integration
