@@ -38,16 +38,51 @@ def _fail_spec(exc: SpecError) -> None:
     raise typer.Exit(Exit.SPEC)
 
 
+def _deep(requests: list) -> int:
+    """Print the deep check of each request (quantflow.domain.inspect); 2 on any problem."""
+    from quantflow.domain.inspect import inspect_pipeline, render
+
+    problems = 0
+    for r in requests:
+        found = inspect_pipeline(r.step)
+        problems += len(found.problems)
+        for line in render(found):
+            out.print(line, markup=False)
+    if problems:
+        err.print(f"[red]{problems} problem(s) in the model or data; nothing was run.[/red]")
+    return Exit.SPEC if problems else Exit.OK
+
+
 @app.command()
 def validate(file: Annotated[Path, typer.Argument(help="Spec file.")] = Path("pipelines.yaml"),
-             set_: SetOpt = None) -> None:
+             set_: SetOpt = None,
+             deep: Annotated[bool, typer.Option("--deep", help="Also load the model and the "
+                             "data (imports a builder's module: runs its code).")] = False
+             ) -> None:
     """Check a spec; exit 2 with one `file:line:col: key.path: message` line per problem."""
+    from quantflow.core.request import load_requests
+
     try:
         loaded = load_spec(file, set_ or [])
+        requests = load_requests(file, set_ or []) if deep else []
     except SpecError as exc:
         _fail_spec(exc)
     names = ", ".join(f"{n} ({len(p.variants)} variants)" for n, p in loaded.spec.pipelines.items())
     out.print(f"{file}: valid - {names}")
+    if deep:
+        raise typer.Exit(_deep(requests))
+
+
+@app.command("inspect")
+def inspect_(pipeline: str, spec: SpecOpt = Path("pipelines.yaml"), set_: SetOpt = None) -> None:
+    """Load one pipeline's model and data: signature, classes, kinds that apply, problems."""
+    from quantflow.core.request import load_request
+
+    try:
+        request = load_request(spec.parent, spec.name, set_ or [], pipeline)
+    except SpecError as exc:
+        _fail_spec(exc)
+    raise typer.Exit(_deep([request]))
 
 
 @app.command()

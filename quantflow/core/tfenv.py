@@ -36,6 +36,9 @@ def _quiet_native_stderr() -> Iterator[None]:
         os.close(devnull)
 
 
+quiet_native_stderr = _quiet_native_stderr  # for callers whose first model build prints (cuInit)
+
+
 def tf_modules() -> tuple[ModuleType, ModuleType]:
     """Return (tensorflow, tf_keras) configured for Keras 2."""
     configure_env()

@@ -48,7 +48,8 @@ def test_union_members_are_the_registry_in_order() -> None:
     union = typing.get_args(spec.Model)[0]
     members = [typing.get_args(m)[0] for m in typing.get_args(union)]
     assert members == [s.spec for s in SOURCES]
-    assert usage() == "`arch: seed_cnn | mlp` or `path: <model file>`"
+    assert usage() == ("`arch: seed_cnn | mlp` or `builder: <package.module:function>` or "
+                       "`path: <model file>`")
 
 
 def test_the_uniform_interface() -> None:
