@@ -17,6 +17,7 @@ This replaces a ``ProcessPoolTaskRunner`` subclass that reached into the executo
 from __future__ import annotations
 
 import os
+import queue
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -95,14 +96,14 @@ def submit_in_turn(names: list[str], submit: Callable[[str], Any], limit: int) \
     """Submit in this order, at most ``limit`` at a time, and yield each (name, future) as it
     finishes: a variant waiting for a worker is not a Running task in Prefect yet, and its
     timeout has not started."""
-    from prefect.futures import as_completed
-
-    queue, running = list(names), {}
-    while queue or running:
-        while queue and len(running) < limit:
-            name = queue.pop(0)
+    finished: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    waiting, running = list(names), {}
+    while waiting or running:
+        while waiting and len(running) < limit:
+            name = waiting.pop(0)
             future = submit(name)
-            running[future.task_run_id] = (name, future)
-        done = next(as_completed([f for _, f in running.values()]))
-        done.wait()
-        yield running.pop(done.task_run_id)
+            running[future.task_run_id] = name
+            future.add_done_callback(finished.put)
+        done = finished.get()
+        done.wait()  # its final state, as reported to Prefect
+        yield running.pop(done.task_run_id), done

@@ -33,8 +33,8 @@ BIN = Path(sys.executable).parent
 
 @pytest.fixture
 def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A git + DVC repository with four variants: `k` (first, so it dies while `dr` runs on
-    the other worker), `dr`, `i8` and `blk`."""
+    """A git + DVC repository with three variants: `k` (first, so it dies while `dr` runs on
+    the other worker), `dr` and `blk`."""
     monkeypatch.setenv("HOME", str(tmp_path / "home"))  # the DVC remote lands in tmp
     monkeypatch.setenv("PATH", f"{BIN}{os.pathsep}{os.environ['PATH']}")
     for who in ("AUTHOR", "COMMITTER"):
@@ -43,7 +43,7 @@ def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     ws = tmp_path / "ws"
     write_workspace(ws, tiny_spec(variants=[
         {"name": "k", "kind": "dynamic_range"}, {"name": "dr", "kind": "dynamic_range"},
-        {"name": "i8", "kind": "int8", "io_type": "int8"}, {"name": "blk", "kind": "float16"}]))
+        {"name": "blk", "kind": "float16"}]))
     sh(ws, "git", "init", "-q")
     sh(ws, "dvc", "init", "-q")
     shutil.copy(ROOT / ".dvc" / "config", ws / ".dvc" / "config")
@@ -89,10 +89,10 @@ def test_a_killed_worker_and_an_unwritable_folder_fail_alone_and_run_again(prefe
     assert not (art / "variants" / "k" / "model.tflite").exists(), "a half-made model stays"
     report = (art / "report.md").read_text()
     assert "worker killed by SIGKILL" in report and "FileExistsError" in report, report
-    assert published_files(repo) == ["dr.tflite", "i8.tflite"]
+    assert published_files(repo) == ["dr.tflite"]
     assert verify(repo / "registry") == []
     lock = locked(repo)
-    assert {"tiny-quantize-dr", "tiny-quantize-i8", "tiny-gate", "tiny-publish"} <= lock
+    assert {"tiny-quantize-dr", "tiny-gate", "tiny-publish"} <= lock
     assert not lock & {"tiny-quantize-k", "tiny-quantize-blk"}, "a failed variant was recorded"
     assert {"tiny-quantize-k", "tiny-quantize-blk"} <= set(status(repo))
 
@@ -100,7 +100,7 @@ def test_a_killed_worker_and_an_unwritable_folder_fail_alone_and_run_again(prefe
     code, out = quantflow_run(repo)
     assert code == Exit.OK, out[-4000:]
     assert ran(out) == ["quantize:k", "quantize:blk", "gate", "publish"], out[-3000:]
-    assert published_files(repo) == ["blk.tflite", "dr.tflite", "i8.tflite", "k.tflite"]
+    assert published_files(repo) == ["blk.tflite", "dr.tflite", "k.tflite"]
     assert len(list_versions(repo / "registry" / "tiny")) == 2
     assert status(repo) == {}
 
