@@ -7,16 +7,15 @@ stages run comes from ``quantflow.orchestration.plan`` (DVC decides what is stal
 
 from __future__ import annotations
 
-import os
-
 from prefect import flow, get_run_logger
-from prefect.futures import PrefectFuture, as_completed
+from prefect.futures import PrefectFuture
 from pydantic import BaseModel, ConfigDict, Field
 
 import tasks
 from quantflow.core.results import PublishRecord
 from quantflow.orchestration.plan import Plan, finish_run, for_flow, pipeline_lock, plan_run, record
-from quantflow.orchestration.taskrunner import task_runner
+from quantflow.orchestration.pool import WarmPool
+from quantflow.orchestration.taskrunner import submit_in_turn, task_runner, worker_pool
 
 
 class Target(BaseModel):
@@ -50,40 +49,37 @@ class RunSummary(BaseModel):
     message: str = ""
 
 
-def _propagate_api_url() -> None:
-    """Spawned task workers read settings from the environment: give them this run's server."""
-    from prefect.settings import PREFECT_API_URL
+def _quantize(plan: Plan, pool: WarmPool, after: list[PrefectFuture]) -> dict[str, str]:
+    """Every stale variant, as many at a time as there are workers, QAT first (it trains, so
+    it must not start last and leave a worker idle). As each finishes: one progress line, and a
+    success is recorded in DVC at once; a failure never is (it must run again next time), and
+    is returned with its reason for the gate and the summary."""
+    ctx, execution = plan.request.step, plan.request.spec.execution
+    order = sorted(plan.variants, key=lambda v: ctx.pipeline.variant(v).kind != "qat")
+    log, failed = get_run_logger(), {}
 
-    url = PREFECT_API_URL.value()
-    if url:
-        os.environ["PREFECT_API_URL"] = url
+    def submit(name: str) -> PrefectFuture:
+        return tasks.quantize.submit(ctx, name, execution.variant_timeout_seconds,
+                                     wait_for=after)
 
-
-def _report_progress(plan: Plan, futures: dict[str, PrefectFuture]) -> None:
-    """As each parallel variant finishes: one progress line, and record it in DVC (a failed
-    variant is recorded too: its metrics file says why, and the gate fails it)."""
-    names = {f.task_run_id: name for name, f in futures.items()}
-    log = get_run_logger()
-    for i, f in enumerate(as_completed(list(futures.values())), 1):
-        f.wait()
-        name = names.get(f.task_run_id, "?")
-        outcome = "failed" if f.state.is_failed() else "done"
-        log.info("progress: %d/%d variants finished (%s %s)", i, len(futures), name, outcome)
-        record(plan, [f"quantize:{name}"])
-
-
-def _prespawn_workers(plan: Plan) -> None:
-    """Only when a TensorFlow step will run: a gate-only run must not start any worker."""
-    from prefect.context import FlowRunContext
-
-    runner = getattr(FlowRunContext.get(), "task_runner", None)
-    if plan.variants or plan.stages & {"prepare", "train", "export"}:
-        getattr(runner, "prespawn", lambda: None)()
+    for i, (name, f) in enumerate(submit_in_turn(order, submit, pool.size), 1):
+        if f.state.is_completed():
+            record(plan, [f"quantize:{name}"])
+        else:
+            exc = f.result(raise_on_failure=False)
+            failed[name] = getattr(exc, "error", None) or f.state.message or "failed"
+        log.info("progress: %d/%d variants finished (%s %s)", i, len(order), name,
+                 "failed" if name in failed else "done")
+    return failed
 
 
-def _wire(plan: Plan) -> PublishRecord | None:
+def _wire(plan: Plan, pool: WarmPool) -> tuple[PublishRecord | None, dict[str, str]]:
     ctx, run = plan.request.step, plan.stages
-    _prespawn_workers(plan)
+    if plan.variants or run & {"prepare", "train", "export"}:
+        # Only when a TensorFlow step will run: a gate-only run must not start any worker.
+        pool.prespawn(max(1, len(plan.variants)))
+        get_run_logger().info("%d worker processes (execution.max_workers: %d)",
+                              len(pool.started), pool.size)
     prev: list = []
     for stage, task in (("prepare", tasks.prepare), ("train", tasks.train),
                         ("export", tasks.export)):
@@ -91,34 +87,33 @@ def _wire(plan: Plan) -> PublishRecord | None:
             prev = [task.submit(ctx, wait_for=prev)]
             prev[0].result()  # raises if the step failed: the run is Failed
             record(plan, [stage])
-    # Longest first (QAT trains), so it does not start last and leave a worker idle.
-    order = sorted(plan.variants, key=lambda v: ctx.pipeline.variant(v).kind != "qat")
-    variants = [tasks.quantize.submit(ctx, v, wait_for=prev) for v in order]
-    _report_progress(plan, dict(zip(order, variants, strict=True)))
+    failed = _quantize(plan, pool, prev)
     # gate and publish are light (no TensorFlow): they run in the flow's own process, so a
     # gate-only change never spawns a worker or imports TensorFlow.
     if "gate" in run:
-        tasks.gate(ctx)
-    return tasks.publish(ctx) if "publish" in run else None
+        tasks.gate(ctx, failed)
+    return (tasks.publish(ctx) if "publish" in run else None), failed
 
 
-@flow(name="quantize-pipeline", task_runner=task_runner(2), validate_parameters=True)
+@flow(name="quantize-pipeline", task_runner=task_runner(), validate_parameters=True)
 def quantize_pipeline(target: Target,
                       options: RunOptions = RunOptions()) -> RunSummary:  # noqa: B008 - frozen
+    """Run one pipeline. The worker processes are sized here, from the spec this run reads
+    (execution.max_workers), so `quantflow run` and a deployment's run get the same pool."""
     log = get_run_logger()
-    _propagate_api_url()
     request, primed = for_flow(target.workspace, target.spec_file, options.overrides,
                                target.pipeline, options.force)
-    with pipeline_lock(request):
+    with pipeline_lock(request), worker_pool(request.spec.execution.max_workers) as pool:
         plan = primed or plan_run(request, force=options.force)
         if not plan.stages:
             log.info("%s: up to date (inputs unchanged), nothing to do", target.pipeline)
             return RunSummary(pipeline=target.pipeline, ran=[], status="up_to_date",
                               message="inputs unchanged; nothing to do")
         log.info("%s: running %s", target.pipeline, ", ".join(plan.describe()))
-        record = _wire(plan)
-        failed = finish_run(plan)
-    return RunSummary(pipeline=target.pipeline, ran=plan.describe(), failed_variants=failed,
-                      status=record.status if record else "partial",
-                      version=record.version if record else None,
-                      message=record.message if record else "")
+        published, failed = _wire(plan, pool)
+        failed_variants = finish_run(plan, failed)
+    return RunSummary(pipeline=target.pipeline, ran=plan.describe(),
+                      failed_variants=failed_variants,
+                      status=published.status if published else "partial",
+                      version=published.version if published else None,
+                      message=published.message if published else "")

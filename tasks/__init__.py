@@ -1,7 +1,8 @@
 """Prefect tasks: thin wrappers that log and call the plain step functions of quantflow.steps.
 
-They run in worker processes (ProcessPoolTaskRunner, spawn), so they take a picklable
-StepContext and return small typed results; models travel as files, never as objects.
+They run in threads of the flow's process; each TensorFlow step is sent to a warm worker
+process (``in_worker``, quantflow.orchestration.taskrunner), so they take a picklable
+StepContext and get small typed results back; models travel as files, never as objects.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from quantflow.core.request import StepContext
 from quantflow.core.results import GateResult, PublishRecord, VariantMetrics
+from quantflow.orchestration.pool import WorkerLost
+from quantflow.orchestration.taskrunner import in_worker
 
 
 def _key(pipeline: str, what: str) -> str:
@@ -22,7 +25,7 @@ def _key(pipeline: str, what: str) -> str:
 def prepare(ctx: StepContext) -> None:
     from quantflow.steps import prepare as step
 
-    info = step.run(ctx)
+    info = in_worker(step.run, ctx)
     get_run_logger().info("prepare %s: %d train / %d test examples, %d calibration samples, "
                           "%d classes", ctx.name, info.train_examples, info.test_examples,
                           info.calibration_examples, info.num_classes)
@@ -32,7 +35,7 @@ def prepare(ctx: StepContext) -> None:
 def train(ctx: StepContext) -> None:
     from quantflow.steps import train as step
 
-    info = step.run(ctx)
+    info = in_worker(step.run, ctx)
     log = get_run_logger()
     if not info.trained:
         log.info("train %s: loaded %s (%d params; training skipped)", ctx.name,
@@ -47,25 +50,39 @@ def train(ctx: StepContext) -> None:
 def export(ctx: StepContext) -> VariantMetrics:
     from quantflow.steps import export as step
 
-    m = step.run(ctx)
+    m = in_worker(step.run, ctx)
     get_run_logger().info("export %s: float.tflite %d bytes, accuracy %.4f", ctx.name,
                           m.size_bytes or 0, m.accuracy or 0.0)
     return m
 
 
 class VariantFailed(RuntimeError):
-    """Marks the Prefect task run Failed; the failure itself is already recorded on disk."""
+    """Marks the Prefect task run Failed; the failure itself is already recorded on disk (or,
+    when even that failed, handed to the gate by the flow)."""
+
+    def __init__(self, variant: str, error: str) -> None:
+        super().__init__(variant, error)
+        self.variant, self.error = variant, error
+
+    def __str__(self) -> str:
+        return f"variant {self.variant!r} failed: {self.error}"
 
 
 @task(name="quantize", task_run_name="quantize-{variant}")
-def quantize(ctx: StepContext, variant: str) -> VariantMetrics:
+def quantize(ctx: StepContext, variant: str, timeout_seconds: float | None = None) \
+        -> VariantMetrics:
     from quantflow.steps import quantize as step
 
-    m = step.run(ctx, variant)
+    try:
+        m = in_worker(step.run, ctx, variant, timeout=timeout_seconds)
+    except WorkerLost as exc:  # killed, or past its timeout: no record of its own
+        m = step.record_failure(ctx, variant, str(exc))
+    except Exception as exc:  # noqa: BLE001 - the step could not record it (a full disk)
+        m = step.record_failure(ctx, variant, f"{type(exc).__name__}: {exc}")
     log = get_run_logger()
     if m.status == "failed":
         log.error("quantize %s/%s failed: %s", ctx.name, variant, m.error)
-        raise VariantFailed(f"variant {variant!r} failed: {m.error}")
+        raise VariantFailed(variant, m.error or "no error recorded")
     log.info("quantize %s/%s: %d bytes, accuracy %.4f (drop %+.4f), p50 %.3f ms", ctx.name,
              variant, m.size_bytes or 0, m.accuracy or 0, -(m.accuracy_drop or 0),
              m.latency.p50_ms if m.latency else float("nan"))
@@ -73,10 +90,10 @@ def quantize(ctx: StepContext, variant: str) -> VariantMetrics:
 
 
 @task(name="gate")
-def gate(ctx: StepContext) -> GateResult:
+def gate(ctx: StepContext, failed: dict[str, str] | None = None) -> GateResult:
     from quantflow.steps import gate as step
 
-    result = step.run(ctx)
+    result = step.run(ctx, failed)
     log = get_run_logger()
     for d in result.decisions:
         (log.info if d.passed else log.warning)("gate %s/%s: %s - %s", ctx.name, d.name,

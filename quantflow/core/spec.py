@@ -254,6 +254,12 @@ class ExecutionSpec(Strict):
         2, ge=1, le=64, description="Worker processes for parallel steps (variants)."
     )
     artifacts: str = Field("artifacts", description="Folder for per-pipeline artifacts.")
+    variant_timeout_seconds: float = Field(
+        3600, gt=0, le=7 * 24 * 3600,
+        description="A variant (conversion + evaluation) still running after this many seconds "
+        "is killed and recorded as failed, so a hung conversion cannot hold the run (and the "
+        "pipeline's lock) forever. Counted from when the variant's worker starts on it.",
+    )
 
 
 class Spec(Strict):

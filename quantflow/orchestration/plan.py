@@ -1,6 +1,7 @@
 """What a run must do, and the guard that keeps two runs of one pipeline apart.
 
-``plan_run`` decides which stages are stale; ``record`` and ``finish_run`` record what ran.
+``plan_run`` decides which stages are stale; ``record`` and ``finish_run`` record what ran
+and finished (a failed variant never: it did not finish, so it runs again next time).
 Staleness is DVC's job (quantflow.versioning.dvc): without a dvc.yaml entry every stage runs.
 """
 
@@ -77,18 +78,21 @@ def record(plan: Plan, steps: list[str]) -> None:
     plan.recorded.update(steps)
 
 
-def finish_run(plan: Plan) -> list[str]:
-    """Record the rest of the run in DVC (from this one process); list the failed variants."""
-    ran = [s for s in plan.describe() if s not in plan.recorded]
-    dvc.commit_run(plan.request, ran, push_targets=plan.describe()
-                   if "publish" in plan.stages else None)
-    plan.recorded.update(ran)
-    failed = []
+def finish_run(plan: Plan, failed: dict[str, str]) -> list[str]:
+    """Record the rest of the run in DVC (from this one process), except the variants that
+    failed: DVC must not call them done, so the next run tries them again. Return every failed
+    variant: those the flow saw fail (``failed``) and those whose metrics say so."""
+    skip = {f"quantize:{name}" for name in failed}
+    done = [s for s in plan.describe() if s not in skip]
+    dvc.commit_run(plan.request, [s for s in done if s not in plan.recorded],
+                   push_targets=done if "publish" in plan.stages else None)
+    plan.recorded.update(done)
+    out = []
     for v in plan.request.pipeline.variants:
         path = plan.request.paths.variant_metrics(v.name)
-        if path.exists() and VariantMetrics.read(path).status == "failed":
-            failed.append(v.name)
-    return failed
+        if v.name in failed or (path.exists() and VariantMetrics.read(path).status == "failed"):
+            out.append(v.name)
+    return out
 
 
 def check_not_running(request: RunRequest) -> None:

@@ -74,10 +74,7 @@ def run_pipelines(requests: list[RunRequest], overrides: list[str], *, force: bo
     from flows.quantize import RunOptions, Target, quantize_pipeline
     from quantflow.orchestration.server import prefect_api
     from quantflow.orchestration.summary import print_summary
-    from quantflow.orchestration.taskrunner import task_runner
 
-    workers = stale[0].request.spec.execution.max_workers
-    flow = quantize_pipeline.with_options(task_runner=task_runner(workers))
     with prefect_api() as url:
         console.print(f"Prefect API: {url}")
         for plan in stale:
@@ -85,7 +82,7 @@ def run_pipelines(requests: list[RunRequest], overrides: list[str], *, force: bo
             target = Target(pipeline=r.name, spec_file=r.spec_file, workspace=str(r.workspace))
             prime(plan, overrides, force)
             try:
-                summary = flow(target, RunOptions(overrides=overrides, force=force))
+                summary = quantize_pipeline(target, RunOptions(overrides=overrides, force=force))
             except PipelineBusy as exc:
                 console.print(f"[red]{escape(str(exc))}[/red]")
                 codes.append(Exit.BUSY)

@@ -1,15 +1,35 @@
-"""The process pool the flow runs its TensorFlow steps on.
+"""Where the flow's tasks and its TensorFlow steps run.
 
-Spawned workers import TensorFlow once in their initializer, split the machine's cores between
-them, die with the run (even with kill -9), and are stopped, not awaited, at the end.
+Prefect runs every task in threads of the flow's own process (``task_runner``), so task states
+and logs never depend on a worker process staying alive. A TensorFlow step (prepare, train,
+export, each quantize) is sent by its task to a warm worker of the run's ``WarmPool``
+(``quantflow.orchestration.pool``): spawned processes that import TensorFlow once up front
+(``warm_worker``), split the machine's cores between them, die with the run
+(``PR_SET_PDEATHSIG``) and are killed, not awaited, at the end. A worker that dies or passes its
+timeout costs only the step it was running, and the next step gets a fresh worker. The pool is
+sized from the run's own spec (``execution.max_workers``) inside the flow, so ``quantflow run``
+and a deployment's flow run size it the same way.
+
+This replaces a ``ProcessPoolTaskRunner`` subclass that reached into the executor's private
+``_executor`` and ``_processes``; nothing here depends on a private field.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any
+import queue
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any, TypeVar
 
-from prefect.task_runners import ProcessPoolTaskRunner
+from quantflow.orchestration.pool import WarmPool
+
+T = TypeVar("T")
+# Threads only wait for worker processes; ExecutionSpec.max_workers is at most 64, and the flow
+# submits no more variants at a time than the pool has workers.
+THREADS = 64
+_POOL: ContextVar[WarmPool | None] = ContextVar("quantflow_worker_pool", default=None)
 
 
 def _die_with_parent() -> None:
@@ -24,7 +44,7 @@ def _die_with_parent() -> None:
 
 
 def warm_worker() -> None:
-    """Process-pool initializer: pay the TensorFlow import once per worker, up front."""
+    """Worker initializer: pay the TensorFlow import once per worker, up front."""
     import logging
 
     from quantflow.core.tfenv import tf_modules
@@ -39,35 +59,51 @@ def warm_worker() -> None:
     import ai_edge_litert.interpreter  # noqa: F401
 
 
-class QuickExitProcessPool(ProcessPoolTaskRunner):
-    """The process pool the flow runs its tasks on (spawn; TensorFlow pre-imported).
+def task_runner() -> Any:
+    """The flow's Prefect task runner: threads of the flow process (see the module doc)."""
+    from prefect.task_runners import ThreadPoolTaskRunner
 
-    At exit it stops its idle workers instead of waiting for them: every task has reported its
-    state by then and task logs travel through the parent, while a worker's teardown after
-    TensorFlow (or a replacement worker importing TensorFlow again) costs seconds per run.
+    return ThreadPoolTaskRunner(max_workers=THREADS)
+
+
+@contextmanager
+def worker_pool(max_workers: int) -> Iterator[WarmPool]:
+    """The run's workers (none started yet), for the tasks this flow run submits.
+
+    PR_SET_PDEATHSIG fires when the *thread* that started a worker ends: workers are started by
+    the flow's thread or by task threads, all of which outlive this context.
     """
-
-    def prespawn(self) -> None:
-        """Start every worker now, so all of them import TensorFlow while the first steps run.
-
-        The executor otherwise spawns workers on demand: the second one would start (and
-        spend ~10 s importing TensorFlow) only when the variants fan out, stealing CPU from
-        them instead of helping.
-        """
-        executor = getattr(self, "_executor", None)
-        if executor is not None:
-            for _ in range(self._max_workers):
-                executor.submit(int)  # a no-op; each submit with no idle worker spawns one
-
-    def __exit__(self, *exc: Any) -> None:
-        executor = getattr(self, "_executor", None)
-        for proc in list(getattr(executor, "_processes", {}).values()):
-            if proc.is_alive():
-                proc.terminate()
-        super().__exit__(*exc)
-
-
-def task_runner(max_workers: int = 2) -> QuickExitProcessPool:
-    """Workers split the machine's cores between them (TensorFlow would give each all)."""
+    # Workers split the machine's cores between them (TensorFlow would give each all of them).
     os.environ["QUANTFLOW_TF_THREADS"] = str(max(1, (os.cpu_count() or 1) // max_workers))
-    return QuickExitProcessPool(max_workers=max_workers, initializer=warm_worker)
+    pool = WarmPool(max_workers, initializer=warm_worker)
+    token = _POOL.set(pool)
+    try:
+        yield pool
+    finally:
+        _POOL.reset(token)
+        pool.close()
+
+
+def in_worker(fn: Callable[..., T], *args: Any, timeout: float | None = None) -> T:
+    """``fn(*args)`` in a warm worker of this flow run (tasks copy the flow's context), or in
+    this process when there is no pool (a test calling a task's ``.fn``)."""
+    pool = _POOL.get()
+    return fn(*args) if pool is None else pool.run(fn, *args, timeout=timeout)
+
+
+def submit_in_turn(names: list[str], submit: Callable[[str], Any], limit: int) \
+        -> Iterator[tuple[str, Any]]:
+    """Submit in this order, at most ``limit`` at a time, and yield each (name, future) as it
+    finishes: a variant waiting for a worker is not a Running task in Prefect yet, and its
+    timeout has not started."""
+    finished: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    waiting, running = list(names), {}
+    while waiting or running:
+        while waiting and len(running) < limit:
+            name = waiting.pop(0)
+            future = submit(name)
+            running[future.task_run_id] = name
+            future.add_done_callback(finished.put)
+        done = finished.get()
+        done.wait()  # its final state, as reported to Prefect
+        yield running.pop(done.task_run_id), done

@@ -13,18 +13,28 @@ from quantflow.domain.gate import decide
 READS = ("description", "gate", "variants.*.gate", "publish")
 
 
-def load_metrics(ctx: StepContext) -> tuple[VariantMetrics, list[VariantMetrics]]:
-    """Baseline metrics and every variant's recorded metrics (missing ones are skipped)."""
-    p = ctx.paths
+def load_metrics(ctx: StepContext, failed: dict[str, str] | None = None) \
+        -> tuple[VariantMetrics, list[VariantMetrics]]:
+    """Baseline metrics and one record per variant. A variant in ``failed`` (the flow saw its
+    step fail this run) or without a metrics file (its step never finished) is failed, whatever
+    an older file of it may say: a step that did not finish must not pass for one that did."""
+    p, failed = ctx.paths, failed or {}
     baseline = VariantMetrics.read(p.baseline_metrics)
-    found = [VariantMetrics.read(p.variant_metrics(v.name)) for v in ctx.pipeline.variants
-             if p.variant_metrics(v.name).exists()]
+    found = []
+    for v in ctx.pipeline.variants:
+        path = p.variant_metrics(v.name)
+        m = VariantMetrics.read(path) if path.exists() else None
+        if m is None or v.name in failed:
+            error = failed.get(v.name, f"no {path.name}: its quantize step did not finish")
+            m = VariantMetrics(name=v.name, kind=m.kind if m else "quantize", status="failed",
+                               error=error)
+        found.append(m)
     return baseline, found
 
 
-def gate(ctx: StepContext) -> GateResult:
+def gate(ctx: StepContext, failed: dict[str, str] | None = None) -> GateResult:
     p = ctx.paths
-    baseline, variants = load_metrics(ctx)
+    baseline, variants = load_metrics(ctx, failed)
     result = decide(ctx.name, ctx.pipeline, baseline, variants)
     result.write(p.gate)
     report.write_metrics(baseline, variants, result, p.metrics)

@@ -3,10 +3,14 @@ broken variant cannot take the others (or the gate) down."""
 
 from __future__ import annotations
 
+import logging
+import os
 import shutil
+import signal
 import time
 import traceback
 
+from quantflow.core.errors import Exit
 from quantflow.core.io import sha256_file
 from quantflow.core.request import StepContext
 from quantflow.core.results import VariantMetrics
@@ -16,6 +20,21 @@ from quantflow.variants import ConvertInputs, converter
 # model.signature: the signature of a user's SavedModel that converters convert.
 READS = ("variants.{variant}", "-variants.{variant}.gate", "train", "evaluation",
          "model.signature")
+log = logging.getLogger("quantflow.quantize")
+
+
+def _test_faults(variant_name: str) -> None:
+    """TEST-ONLY hooks (tests/integration/test_isolation.py); never set them otherwise.
+
+    ``QUANTFLOW_TEST_KILL_VARIANT=<name>`` makes that variant's process SIGKILL itself, as a
+    segfault or the OOM killer would; ``QUANTFLOW_TEST_HANG_VARIANT=<name>`` makes it hang, as
+    a stuck conversion would. Both fire after the conversion wrote model.tflite, so a leftover
+    model must not pass for a result.
+    """
+    if os.environ.get("QUANTFLOW_TEST_KILL_VARIANT") == variant_name:
+        os.kill(os.getpid(), signal.SIGKILL)
+    while os.environ.get("QUANTFLOW_TEST_HANG_VARIANT") == variant_name:
+        time.sleep(3600)
 
 
 def quantize(ctx: StepContext, variant_name: str) -> VariantMetrics:
@@ -34,6 +53,7 @@ def quantize(ctx: StepContext, variant_name: str) -> VariantMetrics:
     try:
         converter(variant.kind)(inputs, variant, out)
         converted = time.perf_counter() - start
+        _test_faults(variant_name)
         digest = sha256_file(out)  # the bytes handed to evaluation; publish checks them
         metrics = evaluate_tflite(out, p.dataset, spec.evaluation, name=variant.name,
                                   kind=variant.kind, float_size=baseline.size_bytes,
@@ -48,6 +68,28 @@ def quantize(ctx: StepContext, variant_name: str) -> VariantMetrics:
                                  error=detail[-2000:])
     metrics.write(metrics_path)
     return metrics
+
+
+def record_failure(ctx: StepContext, variant_name: str, error: str) -> VariantMetrics:
+    """The record of a variant whose step could not write its own: its worker died or timed
+    out, or the step raised (its folder unwritable, the disk full). Best effort: when even this
+    cannot be written, the caller still has the returned value (the gate is told directly)."""
+    variant = ctx.pipeline.variant(variant_name)
+    metrics = VariantMetrics(name=variant.name, kind=variant.kind, status="failed",
+                             error=error[-2000:])
+    try:
+        ctx.paths.variant_tflite(variant_name).unlink(missing_ok=True)  # no half-made model
+        metrics.write(ctx.paths.variant_metrics(variant_name))
+    except OSError as exc:
+        log.warning("quantize %s/%s: could not record the failure on disk: %s", ctx.name,
+                    variant_name, exc)
+    return metrics
+
+
+def exit_code(metrics: VariantMetrics) -> int:
+    """`quantflow step quantize` (what `dvc repro` runs) exits 4 for a failed variant, so DVC
+    does not record it as done: it runs again next time, as under `quantflow run`."""
+    return Exit.VARIANT_FAILED if metrics.status == "failed" else Exit.OK
 
 
 run = quantize
