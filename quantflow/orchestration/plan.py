@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -16,7 +17,8 @@ from quantflow.core.errors import PipelineBusy
 from quantflow.core.request import RunRequest, load_request
 from quantflow.core.results import VariantMetrics
 from quantflow.steps import STAGES
-from quantflow.versioning import dvc
+from quantflow.versioning import dvc, dvclock
+from quantflow.versioning.dvcgen import pipeline_stages
 
 
 @dataclass
@@ -91,15 +93,30 @@ def finish_run(plan: Plan) -> list[str]:
     return failed
 
 
+RUN, REPRO, STEP = "quantflow run", "dvc repro", "quantflow step"  # who holds the lock
+
+
 def check_not_running(request: RunRequest) -> None:
-    """Raise PipelineBusy now, before a flow run is even created, if another run holds it."""
-    with pipeline_lock(request):
+    """Raise PipelineBusy now, before a flow run is even created, if another run holds the
+    pipeline or a `dvc repro` runs in the workspace (DvcError: DVC's rwlock is corrupted)."""
+    with _locked(request, RUN):
         pass
 
 
+def _busy(request: RunRequest, holder: str) -> PipelineBusy:
+    m = re.fullmatch(r"(.+) \(pid (\d+)\)", holder)
+    kind, pid = (m[1], m[2]) if m else ("another run", holder.removeprefix("pid ") or "?")
+    return PipelineBusy(f"{kind} is running in this workspace (pid {pid}); wait for it to "
+                        f"finish (pipeline {request.name!r})")
+
+
 @contextmanager
-def pipeline_lock(request: RunRequest) -> Iterator[None]:
-    """Refuse a second concurrent run of the same pipeline with a clear message."""
+def _locked(request: RunRequest, kind: str) -> Iterator[None]:
+    """The pipeline's fcntl lock, the file naming its holder ("dvc repro (pid N)").
+
+    Under `dvc repro` (kind REPRO) the stage's own DVC is the one running; any other holder
+    first looks for a `dvc repro` in the workspace, which holds DVC's locks between its steps.
+    """
     lock = request.paths.lock
     lock.parent.mkdir(parents=True, exist_ok=True)
     with open(lock, "a+") as f:
@@ -107,16 +124,34 @@ def pipeline_lock(request: RunRequest) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             f.seek(0)
-            holder = f.read().strip() or "unknown"
-            raise PipelineBusy(f"pipeline {request.name!r} is already running ({holder}); "
-                               "wait for it to finish") from None
-        f.seek(0)
-        f.truncate()
-        f.write(f"pid {os.getpid()}")
-        f.flush()
+            raise _busy(request, f.read().strip()) from None
         try:
+            other = None if kind == REPRO else dvclock.running_stages(request.workspace)
+            if other:
+                raise PipelineBusy(f"{other}; wait for it to finish")
+            pid = dvclock.repro_parent() if kind == REPRO else os.getpid()
+            f.seek(0)
+            f.truncate()
+            f.write(f"{kind} (pid {pid})")
+            f.flush()
             yield
         finally:
             f.seek(0)
             f.truncate()
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+@contextmanager
+def pipeline_lock(request: RunRequest, kind: str = RUN) -> Iterator[None]:
+    """Refuse a second concurrent run of the same pipeline, or a run while `dvc repro` runs,
+    with one line. A `quantflow run` also claims its files in DVC's rwlock, so a `dvc repro`
+    started meanwhile stops before it deletes any of them (see versioning.dvclock)."""
+    with _locked(request, kind):
+        if kind != RUN:
+            yield
+            return
+        stages = pipeline_stages(request.spec, request.name)
+        ours = {f for s in stages for f in s.produces}
+        theirs = sorted({d for s in stages for d in s.deps} - ours)
+        with dvclock.claim(request.workspace, theirs, sorted(ours)):
+            yield

@@ -24,7 +24,9 @@ import yaml
 from quantflow.core.errors import DvcError  # noqa: F401 - re-exported
 from quantflow.core.io import md5_file
 from quantflow.core.request import RunRequest
+from quantflow.versioning.dvcfile import owned
 from quantflow.versioning.dvcgen import Stage, pipeline_stages, write_dvc_yaml
+from quantflow.versioning.toolchain import TOOLCHAIN_FILE
 
 
 @dataclass
@@ -59,9 +61,11 @@ def _declared(workspace: Path) -> dict[str, Any]:
 
 
 def _tracked_spec_file(workspace: Path) -> str | None:
-    """The spec file dvc.yaml was generated from: the one params file of its stages."""
-    files = {next(iter(entry)) for stage in _declared(workspace).values()
+    """The spec file dvc.yaml was generated from: the one params file of quantflow's own
+    stages besides the toolchain file (a team's own stages may read files of their own)."""
+    files = {next(iter(entry)) for stage in _declared(workspace).values() if owned(stage)
              for entry in stage.get("params", []) if isinstance(entry, dict)}
+    files.discard(TOOLCHAIN_FILE)
     return files.pop() if len(files) == 1 else None
 
 
@@ -69,7 +73,8 @@ def _tracked(request: RunRequest) -> list[Stage] | None:
     """This pipeline's stages when DVC can own its staleness for this run, else None.
 
     A stale dvc.yaml (pipelines.yaml edited since `quantflow dvc`) is regenerated first: it is
-    a pure function of pipelines.yaml, and DVC would otherwise track yesterday's keys.
+    a pure function of pipelines.yaml, and DVC would otherwise track yesterday's keys; so is
+    the toolchain file, or an upgrade of quantflow or TensorFlow would go unnoticed.
     """
     if _tracked_spec_file(request.workspace) != request.spec_file or not request.matches_file:
         return None  # no dvc.yaml for this spec, or --set overrides DVC's params don't describe
@@ -96,8 +101,14 @@ def stale_stages(request: RunRequest) -> Stale | None:
     if stages is None:
         return None
     with _repo(request.workspace) as repo:
-        found = repo.status(targets=[s.name for s in stages])
-    run = _with_downstream(stages, {key.rsplit(":", 1)[-1] for key in found})
+        found = {key.rsplit(":", 1)[-1] for key in
+                 repo.status(targets=[s.name for s in stages], with_deps=True)}
+    upstream = sorted(found - {s.name for s in stages})
+    if upstream:  # a team's own stage that feeds ours (model.path, a download): DVC's to run
+        print(f"quantflow: dvc.yaml stage(s) {', '.join(upstream)} that this pipeline reads "
+              "from are stale; `quantflow run` does not run them: run `dvc repro` instead",
+              file=sys.stderr)
+    run = _with_downstream(stages, found)
     return Stale(stages={s.step for s in stages if s.name in run},
                  variants=[s.variant for s in stages if s.variant and s.name in run])
 
