@@ -126,9 +126,10 @@ def run(pipelines: Annotated[list[str] | None, typer.Argument(help="Pipelines (d
         _fail_spec(exc)
     try:
         code = run_pipelines(requests, set_ or [], force=force, console=out)
-    except QuantflowError as exc:  # a corrupted DVC lock, an unusable dvc.yaml: one line
+    except QuantflowError as exc:  # DVC busy or its lock corrupt, an unusable dvc.yaml
         err.print(str(exc), markup=False)
-        code = Exit.SPEC if isinstance(exc, UserError) else Exit.ERROR
+        code = Exit.BUSY if isinstance(exc, PipelineBusy) else \
+            Exit.SPEC if isinstance(exc, UserError) else Exit.ERROR
     raise typer.Exit(code)
 
 

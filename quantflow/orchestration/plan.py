@@ -1,4 +1,4 @@
-"""What a run must do, and the guard that keeps two runs of one pipeline apart.
+"""What a run must do (the guard that keeps two runs of one pipeline apart is lock.py's).
 
 ``plan_run`` decides which stages are stale; ``record`` and ``finish_run`` record what ran.
 Staleness is DVC's job (quantflow.versioning.dvc): without a dvc.yaml entry every stage runs.
@@ -6,19 +6,20 @@ Staleness is DVC's job (quantflow.versioning.dvc): without a dvc.yaml entry ever
 
 from __future__ import annotations
 
-import fcntl
 import os
-import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from quantflow.core.errors import PipelineBusy
 from quantflow.core.request import RunRequest, load_request
 from quantflow.core.results import VariantMetrics
+from quantflow.orchestration.lock import (  # noqa: F401 - the guard's home is lock.py
+    REPRO,
+    RUN,
+    STEP,
+    check_not_running,
+    pipeline_lock,
+)
 from quantflow.steps import STAGES
-from quantflow.versioning import dvc, dvclock
-from quantflow.versioning.dvcgen import pipeline_stages
+from quantflow.versioning import dvc
 
 
 @dataclass
@@ -91,67 +92,3 @@ def finish_run(plan: Plan) -> list[str]:
         if path.exists() and VariantMetrics.read(path).status == "failed":
             failed.append(v.name)
     return failed
-
-
-RUN, REPRO, STEP = "quantflow run", "dvc repro", "quantflow step"  # who holds the lock
-
-
-def check_not_running(request: RunRequest) -> None:
-    """Raise PipelineBusy now, before a flow run is even created, if another run holds the
-    pipeline or a `dvc repro` runs in the workspace (DvcError: DVC's rwlock is corrupted)."""
-    with _locked(request, RUN):
-        pass
-
-
-def _busy(request: RunRequest, holder: str) -> PipelineBusy:
-    m = re.fullmatch(r"(.+) \(pid (\d+)\)", holder)
-    kind, pid = (m[1], m[2]) if m else ("another run", holder.removeprefix("pid ") or "?")
-    return PipelineBusy(f"{kind} is running in this workspace (pid {pid}); wait for it to "
-                        f"finish (pipeline {request.name!r})")
-
-
-@contextmanager
-def _locked(request: RunRequest, kind: str) -> Iterator[None]:
-    """The pipeline's fcntl lock, the file naming its holder ("dvc repro (pid N)").
-
-    Under `dvc repro` (kind REPRO) the stage's own DVC is the one running; any other holder
-    first looks for a `dvc repro` in the workspace, which holds DVC's locks between its steps.
-    """
-    lock = request.paths.lock
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock, "a+") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            f.seek(0)
-            raise _busy(request, f.read().strip()) from None
-        try:
-            other = None if kind == REPRO else dvclock.running_stages(request.workspace)
-            if other:
-                raise PipelineBusy(f"{other}; wait for it to finish")
-            pid = dvclock.repro_parent() if kind == REPRO else os.getpid()
-            f.seek(0)
-            f.truncate()
-            f.write(f"{kind} (pid {pid})")
-            f.flush()
-            yield
-        finally:
-            f.seek(0)
-            f.truncate()
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
-@contextmanager
-def pipeline_lock(request: RunRequest, kind: str = RUN) -> Iterator[None]:
-    """Refuse a second concurrent run of the same pipeline, or a run while `dvc repro` runs,
-    with one line. A `quantflow run` also claims its files in DVC's rwlock, so a `dvc repro`
-    started meanwhile stops before it deletes any of them (see versioning.dvclock)."""
-    with _locked(request, kind):
-        if kind != RUN:
-            yield
-            return
-        stages = pipeline_stages(request.spec, request.name)
-        ours = {f for s in stages for f in s.produces}
-        theirs = sorted({d for s in stages for d in s.deps} - ours)
-        with dvclock.claim(request.workspace, theirs, sorted(ours)):
-            yield

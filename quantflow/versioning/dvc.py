@@ -21,9 +21,10 @@ from typing import Any
 
 import yaml
 
-from quantflow.core.errors import DvcError  # noqa: F401 - re-exported
+from quantflow.core.errors import DvcError, PipelineBusy
 from quantflow.core.io import md5_file
 from quantflow.core.request import RunRequest
+from quantflow.versioning import dvclock
 from quantflow.versioning.dvcfile import owned
 from quantflow.versioning.dvcgen import Stage, pipeline_stages, write_dvc_yaml
 from quantflow.versioning.toolchain import TOOLCHAIN_FILE
@@ -40,6 +41,7 @@ def _repo(workspace: Path) -> Iterator[Any]:
     """The DVC repo, in this process, as its CLI sees it: DVC resolves stage names and paths
     from the working directory. Waits for DVC's lock (held by a `dvc status` in a shell, say)
     rather than failing, and mutes the per-stage INFO lines that would drown the run's log."""
+    from dvc.lock import LockError
     from dvc.repo import Repo
 
     log = logging.getLogger("dvc")
@@ -48,6 +50,8 @@ def _repo(workspace: Path) -> Iterator[Any]:
     try:
         with chdir(workspace), Repo(".", _wait_for_lock=True) as repo:
             yield repo
+    except LockError:  # a file of ours in another DVC command's rwlock entries
+        raise PipelineBusy(dvclock.running_stages(workspace) or dvclock.BUSY_FILES) from None
     finally:
         log.setLevel(level)
 

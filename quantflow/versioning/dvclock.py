@@ -24,6 +24,7 @@ from pathlib import Path
 
 from quantflow.core.errors import DvcError, PipelineBusy
 
+BUSY_FILES = "a DVC command is using this pipeline's files; wait for it to finish"
 RUNS_STAGES = re.compile(r"(?:^|[/\s])dvc(?:\.exe)?(?:\s+-\S+)*\s+(repro|exp)\b")
 
 
@@ -53,6 +54,11 @@ def repro_parent() -> int:
     return os.getpid()
 
 
+def refusal(pid: int, cmd: str) -> str:
+    """The one line either side prints when the other one runs."""
+    return f"{describe(cmd)} is running in this workspace (pid {pid}); wait for it to finish"
+
+
 def _corrupted(path: Path) -> DvcError:
     return DvcError(f"{path} is corrupted (not valid JSON: a DVC process probably stopped while "
                     "rewriting it); it is safe to remove when no DVC process is running in this "
@@ -60,12 +66,20 @@ def _corrupted(path: Path) -> DvcError:
 
 
 def rwlock_holders(workspace: Path) -> list[tuple[int, str]]:
-    """(pid, command) of every live process other than this one with files in DVC's rwlock."""
-    import psutil
+    """(pid, command) of every live process other than this one with files in DVC's rwlock.
 
-    path = workspace / ".dvc" / "tmp" / "rwlock"
+    Read under DVC's own guard of the file (``rwlock.lock``), since DVC rewrites it in place.
+    """
+    import psutil
+    from dvc.lock import LockError, make_lock
+
+    tmp = workspace / ".dvc" / "tmp"
+    path = tmp / "rwlock"
+    if not path.exists():
+        return []
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        with make_lock(str(tmp / "rwlock.lock"), tmp_dir=str(tmp)):
+            data = json.loads(path.read_text(encoding="utf-8"))
         infos = [*data.get("write", {}).values(),
                  *(i for infos in data.get("read", {}).values() for i in infos)]
         found = {(int(i["pid"]), str(i["cmd"])) for i in infos}
@@ -73,6 +87,8 @@ def rwlock_holders(workspace: Path) -> list[tuple[int, str]]:
         return []
     except (ValueError, TypeError, KeyError, AttributeError):  # what DVC would refuse too
         raise _corrupted(path) from None
+    except LockError:  # DVC kept its guard for 3 s: it is busy rewriting the file
+        raise PipelineBusy(BUSY_FILES) from None
     return sorted((pid, cmd) for pid, cmd in found
                   if pid != os.getpid() and psutil.pid_exists(pid))
 
@@ -95,8 +111,9 @@ def lock_holder(workspace: Path) -> int | None:
 
 
 def running_stages(workspace: Path) -> str | None:
-    """"dvc repro is running in this workspace (pid N)" while a DVC command that runs stages
-    holds either of DVC's locks here; None otherwise (a `dvc status` is waited for instead)."""
+    """The refusal ("dvc repro is running in this workspace (pid N); ...") while a DVC command
+    that runs stages holds either of DVC's locks here; None otherwise (a `dvc status` is
+    waited for instead)."""
     if not (workspace / ".dvc").is_dir():
         return None
     holders = rwlock_holders(workspace)
@@ -105,7 +122,7 @@ def running_stages(workspace: Path) -> str | None:
         holders.append((pid, _cmdline(pid)))
     for pid, cmd in holders:
         if RUNS_STAGES.search(cmd):
-            return f"{describe(cmd)} is running in this workspace (pid {pid})"
+            return refusal(pid, cmd)
     return None
 
 
@@ -133,10 +150,8 @@ def claim(workspace: Path, read: list[str], write: list[str]) -> Iterator[None]:
     try:
         held.enter_context(rwlock(tmp, fs, " ".join(sys.argv), *paths, hardlink))
     except LockError:
-        who = [f"{describe(cmd)} is running in this workspace (pid {pid})"
-               for pid, cmd in rwlock_holders(workspace)]
-        raise PipelineBusy(who[0] if who else "a DVC command holds this pipeline's files; "
-                           "wait for it to finish") from None
+        who = [refusal(pid, cmd) for pid, cmd in rwlock_holders(workspace)]
+        raise PipelineBusy(who[0] if who else BUSY_FILES) from None
     except (RWLockFileCorruptedError, RWLockFileFormatError):
         raise _corrupted(Path(tmp) / "rwlock") from None
     with held:
