@@ -7,7 +7,8 @@ steps, and claims its files in DVC's rwlock so that a `dvc repro` started later 
 it deletes them (quantflow.versioning.dvclock).
 
 `quantflow run` takes a pipeline when it checks it (``check_not_running``, before Prefect
-starts) and keeps it until the flow run of it ends, so no `dvc repro` fits in between.
+starts) and keeps it until the flow run of it ends, so no `dvc repro` fits in between; an
+up-to-date pipeline is let go as soon as the plan says so.
 """
 
 from __future__ import annotations
@@ -103,6 +104,13 @@ def check_not_running(request: RunRequest) -> None:
         with ExitStack() as stack:
             stack.enter_context(_guard(request, RUN))
             _HELD[key] = stack.pop_all()
+
+
+def release(request: RunRequest) -> None:
+    """Let go of a pipeline taken by ``check_not_running`` that no flow run will take over."""
+    held = _HELD.pop(str(request.paths.lock), None)
+    if held is not None:
+        held.close()
 
 
 @atexit.register

@@ -17,6 +17,7 @@ from quantflow.orchestration.lock import (  # noqa: F401 - the guard's home is l
     STEP,
     check_not_running,
     pipeline_lock,
+    release,
 )
 from quantflow.steps import STAGES
 from quantflow.versioning import dvc
@@ -40,10 +41,13 @@ class Plan:
 
 
 def plan_run(request: RunRequest, force: bool = False) -> Plan:
-    """Ask DVC (once) what is stale; everything when DVC does not track this run."""
+    """Ask DVC (once) what is stale; everything when DVC does not track this run. A pipeline
+    with nothing to run is let go at once (no flow run will take it over)."""
     stale = None if force else dvc.stale_stages(request)
     if stale is None:
         return Plan(request, set(STAGES), [v.name for v in request.pipeline.variants])
+    if not stale.stages:
+        release(request)
     return Plan(request, stale.stages, stale.variants)
 
 

@@ -242,3 +242,17 @@ def test_dvc_repro_refuses_throughout_a_real_quantflow_run(fresh):
                          for code, out in tries), tries[-1][1][-3000:]
     assert status(fresh) == {}, "the run recorded everything, the gate edit included"
     assert sh(fresh, "quantflow", "verify", "registry")
+
+
+def test_an_up_to_date_pipeline_is_let_go_at_once(ws):
+    """`quantflow run` takes a pipeline when it checks it; with nothing to run, no flow takes
+    it over, so it is released right after planning, not when the process exits."""
+    from typer.testing import CliRunner
+
+    from quantflow.cli import app
+
+    result = CliRunner().invoke(app, ["run", "--spec", str(ws / "pipelines.yaml")])
+    assert result.exit_code == Exit.OK and "up to date" in result.output, result.output
+    assert (ws / "artifacts" / ".tiny.lock").read_text() == ""
+    code, out, _ = run(ws, "dvc", "repro")  # in this process's lifetime: not refused
+    assert code == 0 and "up to date" in out, out
