@@ -8,6 +8,8 @@ model); the slow ones race a real `dvc repro` against real `quantflow run`s and 
 from __future__ import annotations
 
 import hashlib
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -128,7 +130,7 @@ def test_quantflow_run_refuses_while_dvc_repro_runs_a_stage(ws):
     sh(ws, "quantflow", "dvc")
     assert "slow" in yaml.safe_load((ws / "dvc.yaml").read_text())["stages"]
     repro = subprocess.Popen(["dvc", "repro", "slow"], cwd=ws, stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True)
+                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
         while "held" not in (line := repro.stdout.readline()):
             assert line, "dvc repro ended before its stage ran"
@@ -142,7 +144,7 @@ def test_quantflow_run_refuses_while_dvc_repro_runs_a_stage(ws):
         assert code == Exit.BUSY and f"dvc repro is running in this workspace (pid {repro.pid})" \
             in out, out
     finally:
-        repro.kill()
+        os.killpg(repro.pid, signal.SIGKILL)  # the stage's shell and its sleep too
         repro.wait()
 
 
