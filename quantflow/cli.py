@@ -9,6 +9,7 @@ Exit codes: 0 ok; 1 unexpected error; 2 invalid spec or usage; 3 the gate blocke
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -16,7 +17,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from quantflow.core.errors import Exit, SpecError
+from quantflow.core.errors import DvcError, Exit, PipelineBusy, QuantflowError, SpecError, UserError
 from quantflow.core.specload import load_spec
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -113,13 +114,23 @@ def step(stage: Annotated[str, typer.Argument(help="prepare|train|export|quantiz
                   "VARIANT is required for quantize only")
         raise typer.Exit(Exit.SPEC)
     try:
-        ctx = load_request(spec.parent, spec.name, set_ or [], pipeline).step
+        # Only the step's own loaders check its files: under `dvc repro` a team's stage that
+        # writes `model.path` may run after prepare, which does not read it.
+        request = load_request(spec.parent, spec.name, set_ or [], pipeline, check_files=False)
     except SpecError as exc:
         _fail_spec(exc)
     from importlib import import_module
 
+    from quantflow.orchestration.plan import REPRO, STEP, pipeline_lock
+
     module = import_module(f"quantflow.steps.{stage}")
-    result = module.run(ctx, variant) if variant else module.run(ctx)
+    try:  # the pipeline's lock, like `quantflow run`: either refuses while the other runs
+        with pipeline_lock(request, REPRO if os.environ.get("DVC_STAGE") else STEP):
+            result = module.run(request.step, variant) if variant else module.run(request.step)
+    except (PipelineBusy, DvcError, UserError) as exc:  # busy; DVC's lock is corrupt; bad data
+        err.print(str(exc), markup=False)
+        busy, broken = isinstance(exc, PipelineBusy), isinstance(exc, DvcError)
+        raise typer.Exit(Exit.BUSY if busy else Exit.ERROR if broken else Exit.SPEC) from None
     out.print(f"{stage} {pipeline}{'/' + variant if variant else ''}: done")
     code = getattr(module, "exit_code", None)
     if code is not None:
@@ -148,7 +159,13 @@ def run(pipelines: Annotated[list[str] | None, typer.Argument(help="Pipelines (d
         requests = [request_from(parsed, set_ or [], name) for name in names]
     except SpecError as exc:
         _fail_spec(exc)
-    raise typer.Exit(run_pipelines(requests, set_ or [], force=force, console=out))
+    try:
+        code = run_pipelines(requests, set_ or [], force=force, console=out)
+    except QuantflowError as exc:  # DVC busy or its lock corrupt, an unusable dvc.yaml
+        err.print(str(exc), markup=False)
+        code = Exit.BUSY if isinstance(exc, PipelineBusy) else \
+            Exit.SPEC if isinstance(exc, UserError) else Exit.ERROR
+    raise typer.Exit(code)
 
 
 @app.command()
@@ -204,7 +221,11 @@ def dvc_yaml(spec: SpecOpt = Path("pipelines.yaml"),
         loaded = load_spec(spec, pipelines=[])  # generating reads no data files
     except SpecError as exc:
         _fail_spec(exc)
-    changed = write_dvc_yaml(loaded.spec, spec, check=check)
+    try:
+        changed = write_dvc_yaml(loaded.spec, spec, check=check)
+    except UserError as exc:  # a dvc.yaml that is not YAML, a stage of yours named like ours
+        err.print(str(exc), markup=False)
+        raise typer.Exit(Exit.SPEC) from None
     if check and changed:
         err.print("dvc.yaml is out of date: run `quantflow dvc` and commit it")
         raise typer.Exit(Exit.ERROR)

@@ -9,6 +9,7 @@ import dpath
 import pytest
 import yaml
 
+from quantflow.core.errors import SpecError
 from quantflow.core.paths import pipeline_paths
 from quantflow.core.specload import load_spec
 from quantflow.versioning.dvc import _with_downstream
@@ -67,7 +68,10 @@ def test_unwritten_sections_are_not_tracked(tmp_path):
     assert stages["tiny-export"].params == []
     assert stages["tiny-gate"].params == []
     assert stages["tiny-prepare"].params == ["pipelines.tiny.dataset"]
-    assert "params" not in stages["tiny-export"].to_dvc("pipelines.yaml")
+    assert stages["tiny-export"].to_dvc("pipelines.yaml")["params"] == [
+        {".quantflow/toolchain.yaml": ["quantflow.version", "quantflow.code.export",
+                                       "packages.tensorflow", "packages.tf-keras",
+                                       "packages.ai-edge-litert"]}], "only the toolchain's keys"
 
 
 def test_paths_come_from_pipeline_paths(tmp_path):
@@ -118,18 +122,19 @@ def test_user_files_are_dependencies(tmp_path):
     assert stages["train"].deps == ["artifacts/tiny/prepare/dataset.npz", "models/mine.keras"]
 
 
-def test_outputs_outside_the_workspace_are_refused(tmp_path):
+def test_outputs_outside_the_workspace_are_refused_when_the_spec_loads(tmp_path):
     raw = tiny_spec()
     raw["execution"]["artifacts"] = "../elsewhere"
-    with pytest.raises(ValueError, match="inside the workspace"):
-        render(_spec(tmp_path, raw), "pipelines.yaml")
+    with pytest.raises(SpecError, match="execution.artifacts: .*must stay inside"):
+        _spec(tmp_path, raw)
 
 
-def test_colliding_stage_names_are_refused(tmp_path):
+def test_colliding_stage_names_are_refused_when_the_spec_loads(tmp_path):
     raw = tiny_spec(variants=[{"name": "gate", "kind": "dynamic_range"}])
     raw["pipelines"]["tiny-quantize"] = raw["pipelines"]["tiny"]  # its gate: tiny-quantize-gate
-    with pytest.raises(ValueError, match="'tiny-quantize-gate' is used by both"):
-        render(_spec(tmp_path, raw), "pipelines.yaml")
+    with pytest.raises(SpecError, match=r"pipelines.tiny-quantize: stage name "
+                                        r"'tiny-quantize-gate' .* pipeline 'tiny', variant 'gate'"):
+        _spec(tmp_path, raw)
 
 
 def test_write_is_idempotent_and_check_does_not_write(tmp_path):

@@ -16,9 +16,16 @@ import json
 from pathlib import PurePosixPath
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import (
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails
 
 from quantflow.core.specbase import CAPABILITY_NAMES, Fraction, GateSpec, Name, Strict, TrainSpec
+from quantflow.core.stages import pipeline_stage_names
 from quantflow.sources import model_union
 from quantflow.variants import kinds, variant_union
 
@@ -253,15 +260,45 @@ class ExecutionSpec(Strict):
     max_workers: int = Field(
         2, ge=1, le=64, description="Worker processes for parallel steps (variants)."
     )
-    artifacts: str = Field("artifacts", description="Folder for per-pipeline artifacts.")
-    variant_timeout_seconds: float = Field(
-        3600, gt=0, le=7 * 24 * 3600,
-        description="A variant (conversion + evaluation) still running after this many seconds "
-        "is killed and recorded as failed, so a hung conversion cannot hold the run (and the "
-        "pipeline's lock) forever. Counted from when the variant's worker starts on it.",
-    )
+    artifacts: str = Field("artifacts", description="Folder for per-pipeline artifacts, "
+                           "relative to the spec's folder and inside it.")
+
+    @field_validator("artifacts")
+    @classmethod
+    def _inside_workspace(cls, v: str) -> str:
+        """Artifacts are DVC outputs, and DVC tracks only files inside its repository."""
+        p = PurePosixPath(v)
+        if p.is_absolute() or ".." in p.parts:
+            raise ValueError(f"artifacts {v!r} leaves the workspace; DVC outputs must stay "
+                             "inside it: use a relative path without '..'")
+        return v
+
+
+def _error_at(loc: tuple[str | int, ...], value: Any, message: str) -> ValidationError:
+    """A validation error at ``loc`` below the model raising it, so the loader points at the
+    offending key rather than at the whole document (pydantic prefixes the model's own loc)."""
+    return ValidationError.from_exception_data("Spec", [InitErrorDetails(
+        type="value_error", loc=loc, input=value, ctx={"error": ValueError(message)})])
 
 
 class Spec(Strict):
     execution: ExecutionSpec = Field(default_factory=ExecutionSpec, description="How to run.")
     pipelines: dict[Name, PipelineSpec] = Field(min_length=1, description="Pipelines by name.")
+
+    @model_validator(mode="after")
+    def _stage_names_unique(self) -> Spec:
+        """Stage names join pipeline, step and variant with '-', so `a-b` + `c` and `a` + `b-c`
+        name the same stage; refuse the later of the two, at its own key."""
+        seen: dict[str, str] = {}
+        for name, pipe in self.pipelines.items():
+            variants = [v.name for v in pipe.variants]
+            for stage, i in pipeline_stage_names(name, variants):
+                this = f"pipeline {name!r}" + (f", variant {variants[i]!r}" if i is not None
+                                               else "")
+                if stage in seen:
+                    loc = ("pipelines", name) + (("variants", i, "name") if i is not None else ())
+                    raise _error_at(loc, variants[i] if i is not None else name,
+                                    f"stage name {stage!r} of {this} is also the stage of "
+                                    f"{seen[stage]}; rename one of them")
+                seen[stage] = this
+        return self

@@ -1,4 +1,4 @@
-"""What a run must do, and the guard that keeps two runs of one pipeline apart.
+"""What a run must do (the guard that keeps two runs of one pipeline apart is lock.py's).
 
 ``plan_run`` decides which stages are stale; ``record`` and ``finish_run`` record what ran
 and finished (a failed variant never: it did not finish, so it runs again next time).
@@ -7,15 +7,19 @@ Staleness is DVC's job (quantflow.versioning.dvc): without a dvc.yaml entry ever
 
 from __future__ import annotations
 
-import fcntl
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from quantflow.core.errors import PipelineBusy
 from quantflow.core.request import RunRequest, load_request
 from quantflow.core.results import VariantMetrics
+from quantflow.orchestration.lock import (  # noqa: F401 - the guard's home is lock.py
+    REPRO,
+    RUN,
+    STEP,
+    check_not_running,
+    pipeline_lock,
+    release,
+)
 from quantflow.steps import STAGES
 from quantflow.versioning import dvc
 
@@ -38,10 +42,13 @@ class Plan:
 
 
 def plan_run(request: RunRequest, force: bool = False) -> Plan:
-    """Ask DVC (once) what is stale; everything when DVC does not track this run."""
+    """Ask DVC (once) what is stale; everything when DVC does not track this run. A pipeline
+    with nothing to run is let go at once (no flow run will take it over)."""
     stale = None if force else dvc.stale_stages(request)
     if stale is None:
         return Plan(request, set(STAGES), [v.name for v in request.pipeline.variants])
+    if not stale.stages:
+        release(request)
     return Plan(request, stale.stages, stale.variants)
 
 
@@ -93,34 +100,3 @@ def finish_run(plan: Plan, failed: dict[str, str]) -> list[str]:
         if v.name in failed or (path.exists() and VariantMetrics.read(path).status == "failed"):
             out.append(v.name)
     return out
-
-
-def check_not_running(request: RunRequest) -> None:
-    """Raise PipelineBusy now, before a flow run is even created, if another run holds it."""
-    with pipeline_lock(request):
-        pass
-
-
-@contextmanager
-def pipeline_lock(request: RunRequest) -> Iterator[None]:
-    """Refuse a second concurrent run of the same pipeline with a clear message."""
-    lock = request.paths.lock
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock, "a+") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            f.seek(0)
-            holder = f.read().strip() or "unknown"
-            raise PipelineBusy(f"pipeline {request.name!r} is already running ({holder}); "
-                               "wait for it to finish") from None
-        f.seek(0)
-        f.truncate()
-        f.write(f"pid {os.getpid()}")
-        f.flush()
-        try:
-            yield
-        finally:
-            f.seek(0)
-            f.truncate()
-            fcntl.flock(f, fcntl.LOCK_UN)

@@ -17,8 +17,8 @@ from __future__ import annotations
 from importlib import import_module
 
 from quantflow.core.request import StepContext
+from quantflow.core.stages import STAGES
 
-STAGES = ("prepare", "train", "export", "quantize", "gate", "publish")
 # Read by every step without being a param: names are identities (a rename is a new stage).
 STRUCTURAL = ("variants.*.name",)
 

@@ -25,6 +25,8 @@ from quantflow.variants._common import (
     write_tflite,
 )
 
+# Beyond what every quantize stage uses: an upgrade of these re-runs this kind's stages.
+PACKAGES = ("tensorflow-model-optimization",)
 
 class QatVariant(VariantBase):
     kind: Literal["qat"] = Field(description="Quantization-aware training (tfmot), then convert.")

@@ -19,10 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from quantflow.core.errors import DvcError  # noqa: F401 - re-exported
+from quantflow.core.errors import DvcError, PipelineBusy
 from quantflow.core.request import RunRequest
+from quantflow.versioning import dvclock
+from quantflow.versioning.dvcfile import owned
 from quantflow.versioning.dvcgen import Stage, pipeline_stages, write_dvc_yaml
 from quantflow.versioning.dvcrecords import declared, md5_of  # noqa: F401 - md5_of re-exported
+from quantflow.versioning.toolchain import TOOLCHAIN_FILE
 
 
 @dataclass
@@ -36,6 +39,7 @@ def _repo(workspace: Path) -> Iterator[Any]:
     """The DVC repo, in this process, as its CLI sees it: DVC resolves stage names and paths
     from the working directory. Waits for DVC's lock (held by a `dvc status` in a shell, say)
     rather than failing, and mutes the per-stage INFO lines that would drown the run's log."""
+    from dvc.lock import LockError
     from dvc.repo import Repo
 
     log = logging.getLogger("dvc")
@@ -44,14 +48,18 @@ def _repo(workspace: Path) -> Iterator[Any]:
     try:
         with chdir(workspace), Repo(".", _wait_for_lock=True) as repo:
             yield repo
+    except LockError:  # a file of ours in another DVC command's rwlock entries
+        raise PipelineBusy(dvclock.running_stages(workspace) or dvclock.BUSY_FILES) from None
     finally:
         log.setLevel(level)
 
 
 def _tracked_spec_file(workspace: Path) -> str | None:
-    """The spec file dvc.yaml was generated from: the one params file of its stages."""
-    files = {next(iter(entry)) for stage in declared(workspace).values()
+    """The spec file dvc.yaml was generated from: the one params file of quantflow's own
+    stages besides the toolchain file (a team's own stages may read files of their own)."""
+    files = {next(iter(entry)) for stage in declared(workspace).values() if owned(stage)
              for entry in stage.get("params", []) if isinstance(entry, dict)}
+    files.discard(TOOLCHAIN_FILE)
     return files.pop() if len(files) == 1 else None
 
 
@@ -59,7 +67,8 @@ def _tracked(request: RunRequest) -> list[Stage] | None:
     """This pipeline's stages when DVC can own its staleness for this run, else None.
 
     A stale dvc.yaml (pipelines.yaml edited since `quantflow dvc`) is regenerated first: it is
-    a pure function of pipelines.yaml, and DVC would otherwise track yesterday's keys.
+    a pure function of pipelines.yaml, and DVC would otherwise track yesterday's keys; so is
+    the toolchain file, or an upgrade of quantflow or TensorFlow would go unnoticed.
     """
     if _tracked_spec_file(request.workspace) != request.spec_file or not request.matches_file:
         return None  # no dvc.yaml for this spec, or --set overrides DVC's params don't describe
@@ -86,8 +95,14 @@ def stale_stages(request: RunRequest) -> Stale | None:
     if stages is None:
         return None
     with _repo(request.workspace) as repo:
-        found = repo.status(targets=[s.name for s in stages])
-    run = _with_downstream(stages, {key.rsplit(":", 1)[-1] for key in found})
+        found = {key.rsplit(":", 1)[-1] for key in
+                 repo.status(targets=[s.name for s in stages], with_deps=True)}
+    upstream = sorted(found - {s.name for s in stages})
+    if upstream:  # a team's own stage that feeds ours (model.path, a download): DVC's to run
+        print(f"quantflow: dvc.yaml stage(s) {', '.join(upstream)} that this pipeline reads "
+              "from are stale; `quantflow run` does not run them: run `dvc repro` instead",
+              file=sys.stderr)
+    run = _with_downstream(stages, found)
     return Stale(stages={s.step for s in stages if s.name in run},
                  variants=[s.variant for s in stages if s.variant and s.name in run])
 

@@ -34,6 +34,7 @@ GITIGNORE = """\
 !/artifacts/*/variants.csv
 !/artifacts/*/publish.json
 /registry/
+/.quantflow/
 """
 ALL = ["tiny-prepare", "tiny-train", "tiny-export", "tiny-quantize-dr", "tiny-gate",
        "tiny-publish"]
@@ -210,6 +211,7 @@ def test_repro_reruns_only_what_changed_and_a_clone_pulls_the_same_files(ws, tmp
     clone = tmp_path / "clone"
     sh(tmp_path, "git", "clone", "-q", str(ws), str(clone))
     sh(clone, "dvc", "pull")  # the committed default remote, no setup
+    sh(clone, "quantflow", "dvc")  # this machine's toolchain file (not committed)
     published = ws / "registry" / "tiny" / "latest" / "dr.tflite"
     model = "artifacts/tiny/variants/dr/model.tflite"
     assert (clone / model).read_bytes() == published.read_bytes()

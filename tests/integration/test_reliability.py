@@ -220,7 +220,7 @@ def test_two_concurrent_runs_one_completes_the_other_refuses(dvc_ws, concurrent)
     assert codes in ([Exit.OK, Exit.BUSY], [Exit.OK, Exit.OK]), outputs[-6000:]
     if codes == [Exit.OK, Exit.BUSY]:
         busy = next(out for code, out in concurrent if code == Exit.BUSY)
-        assert "pipeline 'tiny' is already running (pid " in busy, busy[-3000:]
+        assert "quantflow run is running in this workspace (pid " in busy, busy[-3000:]
     reg = ws / "registry" / "tiny"
     versions = list_versions(reg)
     # a second run after the first republishes identical bytes only as "unchanged"
