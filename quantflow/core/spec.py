@@ -22,8 +22,10 @@ from quantflow.core.specbase import CAPABILITY_NAMES, Fraction, GateSpec, Name, 
 from quantflow.sources import model_union
 from quantflow.variants import kinds, variant_union
 
-
 # ----------------------------------------------------------------------------- dataset
+Normalize = Literal["max", "standard", "none"]
+
+
 class DatasetBase(Strict):
     train_size: int | Fraction = Field(
         0.8, description="Training examples: a count, or a fraction of the whole dataset."
@@ -33,10 +35,12 @@ class DatasetBase(Strict):
     )
     shuffle: bool = Field(True, description="Shuffle (with `seed`) before splitting.")
     seed: int = Field(0, ge=0, description="Seed for shuffling and splitting.")
-    normalize: Literal["max", "standard", "none"] = Field(
+    normalize: Normalize | dict[str, Normalize] = Field(
         "max",
         description="Input normalisation from training statistics: divide by the training max "
-        "('max'), subtract mean and divide by std ('standard'), or leave as is ('none').",
+        "('max'), subtract mean and divide by std ('standard'), or leave as is ('none'; an "
+        "integer input such as token ids then stays integer). A mapping sets it per model "
+        "input name (inputs it does not name get 'max').",
     )
 
     @field_validator("train_size", "test_size")
@@ -63,7 +67,9 @@ class IdxDataset(DatasetBase):
 class NpzDataset(DatasetBase):
     source: Literal["npz"] = Field(description="A NumPy .npz archive (loaded without pickle).")
     path: str = Field(description="Path to the .npz file.")
-    x_key: str = Field("x", description="Array key of the inputs.")
+    x_key: str | dict[str, str] = Field(
+        "x", description="Array key of the inputs; for a model with several inputs, a mapping "
+        "of model input name to array key, e.g. {image: x_img, features: x_num}.")
     y_key: str = Field("y", description="Array key of the integer labels.")
 
 
@@ -127,7 +133,8 @@ class CalibrationSpec(Strict):
     split: Literal["train", "test"] = Field("train", description="Split to draw them from.")
     seed: int = Field(0, ge=0, description="Seed for drawing the samples.")
     path: str | None = Field(
-        None, description="Bring your own: an .npz with key `x` (track it with `dvc add`)."
+        None, description="Bring your own: an .npz with key `x` (several inputs: the keys of "
+        "the npz dataset's `x_key` mapping); track it with `dvc add`."
     )
 
 
@@ -141,7 +148,12 @@ class EvaluationSpec(Strict):
     threads: int = Field(1, ge=1, le=64, description="Interpreter threads (recorded).")
     warmup_runs: int = Field(50, ge=0, le=10000, description="Untimed single-sample runs first.")
     timed_runs: int = Field(500, ge=1, le=100000, description="Timed single-sample invocations.")
-    batch_size: int = Field(256, ge=1, le=65536, description="Batch size for accuracy runs.")
+    batch_size: int = Field(
+        256, ge=1, le=65536, description="Batch size for accuracy runs (a model with a fixed "
+        "batch size is fed its own batch size instead).")
+    output: str | None = Field(
+        None, min_length=1, description="The model output holding the prediction, by its "
+        "signature name, when the model has several (default: its only output).")
 
 
 # ----------------------------------------------------------------------------- publish

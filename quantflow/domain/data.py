@@ -13,7 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+from quantflow.core import io
 from quantflow.core.errors import DataError  # noqa: F401 - re-exported
+from quantflow.core.io import Inputs
 from quantflow.core.spec import (
     CalibrationSpec,
     CsvDataset,
@@ -28,17 +30,14 @@ from quantflow.domain import readers
 DatasetSpec = (SklearnDigitsDataset | IdxDataset | NpzDataset | KerasDataset | ImageDirDataset
                | CsvDataset)
 
-
-
-
 MAX_CLASSES = 10_000  # a label like 255 ("ignore") or 2**31 is a data bug, not a class
 
 
 @dataclass(frozen=True)
 class Splits:
-    x_train: np.ndarray
+    x_train: Inputs
     y_train: np.ndarray
-    x_test: np.ndarray
+    x_test: Inputs
     y_test: np.ndarray
     num_classes: int
 
@@ -61,8 +60,9 @@ def _read_idx(path: Path, magic: int, dims: int) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
 
 
-def load_raw(ds: DatasetSpec, workspace: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Return all (x, y) of the source, before any split."""
+def load_raw(ds: DatasetSpec, workspace: Path) -> tuple[Inputs, np.ndarray]:
+    """Return all (x, y) of the source, before any split (x by input name when the npz
+    source maps several model inputs to array keys)."""
     if isinstance(ds, SklearnDigitsDataset):
         from sklearn.datasets import load_digits
 
@@ -74,8 +74,7 @@ def load_raw(ds: DatasetSpec, workspace: Path) -> tuple[np.ndarray, np.ndarray]:
             raise DataError(f"dataset.path {ds.path!r}: no such directory ({root})")
         return _read_idx(root / ds.images, 2051, 3), _read_idx(root / ds.labels, 2049, 1)
     if isinstance(ds, NpzDataset):
-        x, y = _load_npz(workspace / ds.path, ds.x_key, ds.y_key)
-        return x, y
+        return _load_npz_inputs(workspace / ds.path, ds.x_key, ds.y_key)
     if isinstance(ds, ImageDirDataset):
         x, y, _ = readers.read_image_dir(ds, workspace)
         return x, y
@@ -102,6 +101,24 @@ def _load_npz(path: Path, *keys: str) -> tuple[np.ndarray, ...]:
         raise
     except Exception as exc:  # zipfile/pickle/format errors all mean "not a usable npz"
         raise DataError(f"{path}: not a valid .npz without pickled objects ({exc})") from None
+
+
+def _load_npz_inputs(path: Path, x_key: str | dict[str, str],
+                     y_key: str) -> tuple[Inputs, np.ndarray]:
+    """(x, y) of an .npz; ``x_key`` as a mapping reads one array per model input name."""
+    if isinstance(x_key, str):
+        x, y = _load_npz(path, x_key, y_key)
+        return x, y
+    names = sorted(x_key)
+    *arrays, y = _load_npz(path, *(x_key[n] for n in names), y_key)
+    return dict(zip(names, arrays, strict=True)), y
+
+
+def check_inputs(x: Inputs, y: np.ndarray, where: str) -> int:
+    """:func:`check_arrays` for every input of ``x``, named in the message."""
+    if not isinstance(x, dict):
+        return check_arrays(x, y, where)
+    return min(check_arrays(arr, y, f"{where} input {name!r}") for name, arr in x.items())
 
 
 def check_arrays(x: np.ndarray, y: np.ndarray, where: str) -> int:
@@ -132,45 +149,82 @@ def _count(size: int | float, total: int) -> int:
     return size if isinstance(size, int) else int(round(size * total))
 
 
-def split(ds: DatasetSpec, x: np.ndarray, y: np.ndarray) -> Splits:
-    """Shuffle (optionally), take train from the front and test from the back, normalise."""
-    num_classes = check_arrays(x, y, "dataset")
+def split(ds: DatasetSpec, x: Inputs, y: np.ndarray) -> Splits:
+    """Shuffle (optionally), take train from the front and test from the back, normalise
+    each input with its own training statistics."""
+    num_classes = check_inputs(x, y, "dataset")
     if num_classes < 2:
         raise DataError("dataset: every label is 0; a classifier needs at least 2 classes")
-    n_train, n_test = _count(ds.train_size, len(x)), _count(ds.test_size, len(x))
-    if n_train < 1 or n_test < 1 or n_train + n_test > len(x):
-        raise DataError(f"dataset has {len(x)} examples; cannot take train_size={n_train} and "
+    total = len(y)
+    n_train, n_test = _count(ds.train_size, total), _count(ds.test_size, total)
+    if n_train < 1 or n_test < 1 or n_train + n_test > total:
+        raise DataError(f"dataset has {total} examples; cannot take train_size={n_train} and "
                         f"test_size={n_test} without overlap")
-    order = np.random.default_rng(ds.seed).permutation(len(x)) if ds.shuffle else np.arange(len(x))
-    tr, te = order[:n_train], order[len(x) - n_test:]
-    x_train, x_test = x[tr].astype(np.float32), x[te].astype(np.float32)
-    if ds.normalize == "max":
-        scale = float(np.abs(x_train).max()) or 1.0
-        x_train, x_test = x_train / scale, x_test / scale
-    elif ds.normalize == "standard":
-        mean, std = float(x_train.mean()), float(x_train.std()) or 1.0
-        x_train, x_test = (x_train - mean) / std, (x_test - mean) / std
+    order = np.random.default_rng(ds.seed).permutation(total) if ds.shuffle else np.arange(total)
+    tr, te = order[:n_train], order[total - n_test:]
+    if isinstance(x, dict):
+        pairs = {name: _normalised(_method(ds.normalize, name), arr[tr], arr[te])
+                 for name, arr in x.items()}
+        x_train: Inputs = {k: v[0] for k, v in pairs.items()}
+        x_test: Inputs = {k: v[1] for k, v in pairs.items()}
+    else:
+        x_train, x_test = _normalised(_method(ds.normalize, None), x[tr], x[te])
     return Splits(x_train, y[tr].astype(np.int64), x_test, y[te].astype(np.int64), num_classes)
 
 
-def calibration_samples(cal: CalibrationSpec, splits: Splits, workspace: Path) -> np.ndarray:
-    """Representative inputs: drawn from a split, or a user's own file (key `x`)."""
-    if cal.path is not None:
-        (x,) = _load_npz(workspace / cal.path, "x")
-        check_arrays(x, np.zeros(len(x) if x.ndim else 0, np.int64),
-                     f"calibration.path {cal.path!r}")
-        x = x.astype(np.float32)
-        if x.shape[1:] != splits.x_train.shape[1:]:
-            raise DataError(f"calibration.path {cal.path!r}: sample shape {x.shape[1:]} does not "
-                            f"match the dataset's {splits.x_train.shape[1:]}")
-        return x
-    pool = splits.x_train if cal.split == "train" else splits.x_test
-    if cal.samples > len(pool):
-        raise DataError(f"calibration.samples={cal.samples} but the {cal.split} split has only "
-                        f"{len(pool)} examples")
-    idx = np.random.default_rng(cal.seed).choice(len(pool), size=cal.samples, replace=False)
-    return pool[np.sort(idx)]
+def _method(normalize: str | dict[str, str], name: str | None) -> str:
+    if isinstance(normalize, str):
+        return normalize
+    return normalize.get(name or "", "max")
 
+
+def _normalised(method: str, train: np.ndarray,
+                test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One input's (train, test), scaled by training statistics. With 'none' an integer input
+    (token ids, which an Embedding indexes) stays integer; anything else becomes float32."""
+    if method == "none" and np.issubdtype(train.dtype, np.integer):
+        return train, test
+    train, test = train.astype(np.float32), test.astype(np.float32)
+    if method == "max":
+        scale = float(np.abs(train).max()) or 1.0
+        return train / scale, test / scale
+    if method == "standard":
+        mean, std = float(train.mean()), float(train.std()) or 1.0
+        return (train - mean) / std, (test - mean) / std
+    return train, test
+
+
+def calibration_samples(cal: CalibrationSpec, splits: Splits, workspace: Path,
+                        ds: DatasetSpec | None = None) -> Inputs:
+    """Representative inputs: drawn from a split, or a user's own file (key `x`, or the keys
+    of the npz dataset's `x_key` mapping for several inputs)."""
+    if cal.path is not None:
+        return _own_calibration(cal.path, splits, workspace, ds)
+    pool = splits.x_train if cal.split == "train" else splits.x_test
+    size = io.examples(pool)
+    if cal.samples > size:
+        raise DataError(f"calibration.samples={cal.samples} but the {cal.split} split has only "
+                        f"{size} examples")
+    idx = np.random.default_rng(cal.seed).choice(size, size=cal.samples, replace=False)
+    return io.take(pool, np.sort(idx))
+
+
+def _own_calibration(rel: str, splits: Splits, workspace: Path,
+                     ds: DatasetSpec | None) -> Inputs:
+    """The user's calibration file, checked like the dataset and against its sample shapes;
+    each input takes the dtype of the dataset's (integer token ids stay integer)."""
+    where, several = f"calibration.path {rel!r}", isinstance(splits.x_train, dict)
+    keys: dict[str, str] = dict(getattr(ds, "x_key", {})) if several else {"": "x"}
+    ref = splits.x_train if isinstance(splits.x_train, dict) else {"": splits.x_train}
+    arrays = dict(zip(keys, _load_npz(workspace / rel, *keys.values()), strict=True))
+    for name, arr in arrays.items():
+        label = f"{where} input {name!r}" if name else where
+        check_arrays(arr, np.zeros(len(arr) if arr.ndim else 0, np.int64), label)
+        if arr.shape[1:] != ref[name].shape[1:]:
+            raise DataError(f"{label}: sample shape {arr.shape[1:]} does not match the "
+                            f"dataset's {ref[name].shape[1:]}")
+        arrays[name] = arr.astype(ref[name].dtype)
+    return arrays if several else arrays[""]
 
 
 def class_names(ds: DatasetSpec, workspace: Path, num_classes: int) -> list[str]:

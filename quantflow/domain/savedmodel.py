@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from quantflow.core import io
+from quantflow.core.errors import ModelError
 from quantflow.core.tfenv import tf_modules
 from quantflow.sources._formats import detect
 
@@ -44,3 +45,18 @@ def converter(saved_model: Path, signature: str = "serving_default") -> Any:
     """A TFLiteConverter for one signature of the SavedModel."""
     tf, _ = tf_modules()
     return tf.lite.TFLiteConverter.from_saved_model(str(saved_model), signature_keys=[signature])
+
+
+RNN_BATCH = ("the model's RNN needs a static batch size: build its Input with batch_size=1 "
+             "(or set `unroll=True` on the RNN layer)")
+
+
+def convert(converter: Any) -> bytes:
+    """Run the converter; an RNN over a dynamic batch fails deep in the converter with a
+    TensorList lowering message, which is replaced by what to change in the model."""
+    try:
+        return converter.convert()
+    except Exception as exc:
+        if "TensorList" in str(exc) or "tensor list" in str(exc):
+            raise ModelError(RNN_BATCH) from None
+        raise

@@ -25,7 +25,8 @@ def export_model(trained: Path, saved_model: Path, float_tflite: Path,
     if savedmodel.write_saved_model(trained, saved_model) is None:
         io.write_bytes(float_tflite, trained.read_bytes())
     else:
-        io.write_bytes(float_tflite, savedmodel.converter(saved_model, signature).convert())
+        io.write_bytes(float_tflite, savedmodel.convert(savedmodel.converter(saved_model,
+                                                                       signature)))
     return time.perf_counter() - start
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from quantflow.core import io
+from quantflow.core.errors import ModelError
 from quantflow.core.request import StepContext
 from quantflow.core.results import Result
 from quantflow.core.specbase import ModelBase, TrainSpec
@@ -49,9 +50,13 @@ def train_model(dataset: Path, model_spec: ModelBase, cfg: TrainSpec, out: Path,
     x, y, classes = prepared.x_train, prepared.y_train, prepared.num_classes
     start = time.perf_counter()
     history: dict[str, list[float]] = {}
+    shapes = io.sample_shapes(x)
     if model_spec.trains:
+        if isinstance(shapes, dict):
+            raise ModelError(f"the built-in architectures take one input; the dataset has "
+                             f"{', '.join(sorted(shapes))}: bring the model with `path:`")
         keras.utils.set_random_seed(cfg.seed)  # before build: it seeds the initial weights
-    model = source_of(model_spec).build(model_spec, tuple(x.shape[1:]), classes, workspace)
+    model = source_of(model_spec).build(model_spec, shapes, classes, workspace)
     if isinstance(model, Path):  # a checked SavedModel folder or .tflite: handed on as is
         return _hand_over(model, out, time.perf_counter() - start)
     if model_spec.trains:
