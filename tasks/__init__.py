@@ -11,6 +11,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from quantflow.core.request import StepContext
 from quantflow.core.results import GateResult, PublishRecord, VariantMetrics
+from quantflow.domain.units import label, show_drop, show_value
 
 
 def _key(pipeline: str, what: str) -> str:
@@ -48,8 +49,9 @@ def export(ctx: StepContext) -> VariantMetrics:
     from quantflow.steps import export as step
 
     m = step.run(ctx)
-    get_run_logger().info("export %s: float.tflite %d bytes, accuracy %.4f", ctx.name,
-                          m.size_bytes or 0, m.accuracy or 0.0)
+    get_run_logger().info("export %s: float.tflite %d bytes, %s %s", ctx.name,
+                          m.size_bytes or 0, label(m.metric), show_value(m.metric_value,
+                                                                         m.percent))
     return m
 
 
@@ -66,8 +68,10 @@ def quantize(ctx: StepContext, variant: str) -> VariantMetrics:
     if m.status == "failed":
         log.error("quantize %s/%s failed: %s", ctx.name, variant, m.error)
         raise VariantFailed(f"variant {variant!r} failed: {m.error}")
-    log.info("quantize %s/%s: %d bytes, accuracy %.4f (drop %+.4f), p50 %.3f ms", ctx.name,
-             variant, m.size_bytes or 0, m.accuracy or 0, -(m.accuracy_drop or 0),
+    log.info("quantize %s/%s: %d bytes, %s %s (drop %s, positive = worse), p50 %.3f ms",
+             ctx.name, variant, m.size_bytes or 0, label(m.metric),
+             show_value(m.metric_value, m.percent),
+             show_drop(m.metric_drop, m.percent, m.drop_low, m.drop_high),
              m.latency.p50_ms if m.latency else float("nan"))
     return m
 

@@ -95,6 +95,13 @@ def md5_file(path: Path) -> str:
     return _digest(path, "md5")
 
 
+def save_npy(path: Path, array: np.ndarray) -> Path:
+    """One array as .npy, atomically and without pickle (the float model's test outputs)."""
+    with atomic_path(path, ".npy") as tmp, open(tmp, "wb") as f:
+        np.lib.format.write_array(f, np.asarray(array), allow_pickle=False)
+    return Path(path)
+
+
 def save_npz(path: Path, **arrays: np.ndarray) -> Path:
     """Byte-reproducible .npz (fixed zip timestamps, no pickle), so equal data gives an equal
     DVC hash."""
@@ -151,7 +158,8 @@ def take(x: Inputs, index: Any) -> Inputs:
 @dataclass(frozen=True)
 class PreparedData:
     """What the prepare step writes to ``dataset.npz``: split, normalised data. ``x_*`` is one
-    array, or one array per model input name."""
+    array, or one array per model input name; ``y`` are int64 class labels, or float32 targets
+    of a regression (``num_classes`` 0)."""
 
     x_train: Inputs
     y_train: np.ndarray
@@ -170,9 +178,9 @@ def load_dataset(path: Path) -> PreparedData:
     """The prepared dataset; ``num_classes`` is inferred from the labels in files without it."""
     with np.load(path, allow_pickle=False) as npz:
         x_train = _unflat(npz, "x_train", _kept)
-        y_train = np.asarray(npz["y_train"], np.int64) if "y_train" in npz else np.zeros((0,))
+        y_train = _targets(npz["y_train"]) if "y_train" in npz else np.zeros((0,), np.int64)
         x_test = _unflat(npz, "x_test", _kept)
-        y_test = np.asarray(npz["y_test"], np.int64)
+        y_test = _targets(npz["y_test"])
         if x_test is None or len(y_test) == 0 or examples(x_test) != len(y_test):
             raise ValueError(f"{path}: need matching, non-empty x_test and y_test")
         if "num_classes" in npz:
@@ -181,6 +189,11 @@ def load_dataset(path: Path) -> PreparedData:
             classes = int(max(int(a.max()) for a in (y_test, y_train) if a.size) + 1)
     return PreparedData(np.zeros((0,)) if x_train is None else x_train, y_train, x_test,
                         y_test, classes)
+
+
+def _targets(y: np.ndarray) -> np.ndarray:
+    """Class labels as int64; a regression's float targets stay float (as float32)."""
+    return np.asarray(y, np.int64 if np.issubdtype(y.dtype, np.integer) else np.float32)
 
 
 def save_calibration(path: Path, x: Inputs) -> Path:

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from quantflow.core.specbase import CAPABILITY_NAMES, Fraction, GateSpec, Name, Strict, TrainSpec
 from quantflow.sources import model_union
@@ -144,7 +144,32 @@ Variant = variant_union()
 
 
 # ----------------------------------------------------------------------------- evaluation
+Task = Literal["classification", "binary", "regression"]
+
+
 class EvaluationSpec(Strict):
+    task: Task = Field(
+        "classification",
+        description="classification: one output per class (logits or probabilities); binary: "
+        "one sigmoid output (or logit) judged at `threshold`; regression: float targets, an "
+        "output of the targets' shape.",
+    )
+    threshold: float = Field(0.5, gt=0, lt=1, description="binary: P(class 1) that predicts 1.")
+    higher_is_better: bool | None = Field(
+        None, description="A custom metric's direction (built-in metrics know their own)."
+    )
+    metric: str | None = Field(
+        None,
+        description="The primary metric the gate speaks in. classification: accuracy (default) "
+        "or top5_accuracy; binary: accuracy (default) or auc; regression: mae (default) or "
+        "rmse; or 'package.module:function' from the workspace, (y_true, y_pred) -> float, "
+        "with higher_is_better.",
+    )
+    bootstrap_samples: int = Field(
+        1000, ge=0, le=100000,
+        description="Paired bootstrap resamples (seed 0) for the 95% interval of each metric "
+        "drop; 0 records no interval.",
+    )
     threads: int = Field(1, ge=1, le=64, description="Interpreter threads (recorded).")
     warmup_runs: int = Field(50, ge=0, le=10000, description="Untimed single-sample runs first.")
     timed_runs: int = Field(500, ge=1, le=100000, description="Timed single-sample invocations.")
@@ -154,6 +179,44 @@ class EvaluationSpec(Strict):
     output: str | None = Field(
         None, min_length=1, description="The model output holding the prediction, by its "
         "signature name, when the model has several (default: its only output).")
+
+    @field_validator("metric")
+    @classmethod
+    def _metric_fits_task(cls, v: str | None, info: ValidationInfo) -> str | None:
+        """A metric of another task, or a user's callable that does not import or does not
+        return a number, fails here with the key's line rather than after training."""
+        from quantflow import metrics
+
+        if "task" in info.data:
+            workspace = Path((info.context or {}).get("workspace", "."))
+            metrics.resolve(v, info.data["task"], info.data.get("higher_is_better"), workspace)
+        return v
+
+    def primary(self, workspace: Path | None = None) -> Any:
+        """The resolved primary metric (a ``quantflow.metrics.Metric``)."""
+        from quantflow import metrics
+
+        return metrics.resolve(self.metric, self.task, self.higher_is_better, workspace)
+
+
+def gate_misfit(gate: GateSpec, evaluation: EvaluationSpec) -> str | None:
+    """What is wrong with ``gate`` for this task and metric ("key: why"), or None."""
+    task = evaluation.task
+    if task == "regression":
+        for key in ("min_accuracy", "max_accuracy_drop", "min_agreement"):
+            if getattr(gate, key) is not None:
+                return f"{key}: needs a classification or binary task; this one is regression"
+    from quantflow import metrics
+
+    name = evaluation.metric or metrics.TASK_DEFAULTS[task]
+    higher = (bool(evaluation.higher_is_better) if ":" in name
+              else metrics.metric(name).higher_is_better)
+    wrong = "max_metric" if higher else "min_metric"
+    if getattr(gate, wrong) is not None:
+        right = "min_metric" if higher else "max_metric"
+        return (f"{wrong}: {name} is {'higher' if higher else 'lower'} is better; "
+                f"use {right}")
+    return None
 
 
 # ----------------------------------------------------------------------------- publish
@@ -247,6 +310,17 @@ class PipelineSpec(Strict):
                     f"variant {v.name!r} (kind {v.kind}) needs {need}; {self.model.describe()}. "
                     + (f"Kinds that apply to this model: {', '.join(fit)}" if fit
                        else "No variant kind applies to this model yet"))
+        return self
+
+    @model_validator(mode="after")
+    def _gate_fits_metric(self) -> PipelineSpec:
+        """A threshold the task or the metric's direction cannot mean (min_accuracy on a
+        regression, min_metric on an error) is refused rather than silently ignored."""
+        for where, gate in [("gate", self.gate)] + [(f"variants[{i}].gate", v.gate)
+                                                    for i, v in enumerate(self.variants)]:
+            problem = gate_misfit(gate, self.evaluation) if gate else None
+            if problem:
+                raise ValueError(f"{where}.{problem}")
         return self
 
     def variant(self, name: str) -> Any:

@@ -60,9 +60,11 @@ def _read_idx(path: Path, magic: int, dims: int) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
 
 
-def load_raw(ds: DatasetSpec, workspace: Path) -> tuple[Inputs, np.ndarray]:
+def load_raw(ds: DatasetSpec, workspace: Path,
+             task: str = "classification") -> tuple[Inputs, np.ndarray]:
     """Return all (x, y) of the source, before any split (x by input name when the npz
-    source maps several model inputs to array keys)."""
+    source maps several model inputs to array keys; csv reads float targets for a regression
+    ``task``; the others return their arrays as stored)."""
     if isinstance(ds, SklearnDigitsDataset):
         from sklearn.datasets import load_digits
 
@@ -79,7 +81,7 @@ def load_raw(ds: DatasetSpec, workspace: Path) -> tuple[Inputs, np.ndarray]:
         x, y, _ = readers.read_image_dir(ds, workspace)
         return x, y
     if isinstance(ds, CsvDataset):
-        return readers.read_csv(ds, workspace)
+        return readers.read_csv(ds, workspace, task)
     from quantflow.core.tfenv import tf_modules
 
     _, keras = tf_modules()
@@ -114,46 +116,62 @@ def _load_npz_inputs(path: Path, x_key: str | dict[str, str],
     return dict(zip(names, arrays, strict=True)), y
 
 
-def check_inputs(x: Inputs, y: np.ndarray, where: str) -> int:
+def check_inputs(x: Inputs, y: np.ndarray, where: str, task: str = "classification") -> int:
     """:func:`check_arrays` for every input of ``x``, named in the message."""
     if not isinstance(x, dict):
-        return check_arrays(x, y, where)
-    return min(check_arrays(arr, y, f"{where} input {name!r}") for name, arr in x.items())
+        return check_arrays(x, y, where, task)
+    return min(check_arrays(arr, y, f"{where} input {name!r}", task) for name, arr in x.items())
 
 
-def check_arrays(x: np.ndarray, y: np.ndarray, where: str) -> int:
-    """Reject data a model cannot learn from; return the number of classes."""
+def check_arrays(x: np.ndarray, y: np.ndarray, where: str,
+                 task: str = "classification") -> int:
+    """Reject data a model cannot learn from; return the number of classes (0: regression)."""
     if not np.issubdtype(x.dtype, np.number) or np.iscomplexobj(x):
         raise DataError(f"{where}: inputs must be real numbers, got {x.dtype}")
     if x.ndim < 2:
         raise DataError(f"{where}: inputs have shape {x.shape}; expected (examples, features...)")
-    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
-        raise DataError(f"{where}: labels must be a 1-D integer array, got {y.dtype}{y.shape}")
     if len(x) == 0:
         raise DataError(f"{where}: no examples")
     if len(x) != len(y):
         raise DataError(f"{where}: {len(x)} inputs but {len(y)} labels")
-    bad = ~np.isfinite(x.astype(np.float64, copy=False))
-    if bad.any():
-        first = np.argwhere(bad)[0].tolist()
-        raise DataError(f"{where}: {int(bad.sum())} NaN/Inf input values (first at {first})")
+    _finite(x, where, "input")
+    if task == "regression":
+        if not np.issubdtype(y.dtype, np.number) or np.iscomplexobj(y):
+            raise DataError(f"{where}: regression targets must be real numbers, got {y.dtype}")
+        _finite(y, where, "target")
+        return 0
+    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+        hint = " (float targets need evaluation.task: regression)" if \
+            np.issubdtype(y.dtype, np.floating) else ""
+        raise DataError(f"{where}: labels must be a 1-D integer array, got {y.dtype}{y.shape}"
+                        + hint)
     if y.min() < 0:
         raise DataError(f"{where}: negative label {int(y.min())}; labels must be 0..classes-1")
+    if task == "binary" and y.max() > 1:
+        raise DataError(f"{where}: label {int(y.max())} in a binary task; labels must be 0 or 1")
     if y.max() >= MAX_CLASSES:
         raise DataError(f"{where}: label {int(y.max())} is out of range; labels must be "
                         f"0..classes-1 with at most {MAX_CLASSES} classes")
-    return int(y.max()) + 1
+    return 2 if task == "binary" else int(y.max()) + 1
+
+
+def _finite(a: np.ndarray, where: str, what: str) -> None:
+    bad = ~np.isfinite(a.astype(np.float64, copy=False))
+    if bad.any():
+        first = np.argwhere(bad)[0].tolist()
+        raise DataError(f"{where}: {int(bad.sum())} NaN/Inf {what} values (first at {first})")
 
 
 def _count(size: int | float, total: int) -> int:
     return size if isinstance(size, int) else int(round(size * total))
 
 
-def split(ds: DatasetSpec, x: Inputs, y: np.ndarray) -> Splits:
+def split(ds: DatasetSpec, x: Inputs, y: np.ndarray,
+          task: str = "classification") -> Splits:
     """Shuffle (optionally), take train from the front and test from the back, normalise
     each input with its own training statistics."""
-    num_classes = check_inputs(x, y, "dataset")
-    if num_classes < 2:
+    num_classes = check_inputs(x, y, "dataset", task)
+    if task == "classification" and num_classes < 2:
         raise DataError("dataset: every label is 0; a classifier needs at least 2 classes")
     total = len(y)
     n_train, n_test = _count(ds.train_size, total), _count(ds.test_size, total)
@@ -169,7 +187,8 @@ def split(ds: DatasetSpec, x: Inputs, y: np.ndarray) -> Splits:
         x_test: Inputs = {k: v[1] for k, v in pairs.items()}
     else:
         x_train, x_test = _normalised(_method(ds.normalize, None), x[tr], x[te])
-    return Splits(x_train, y[tr].astype(np.int64), x_test, y[te].astype(np.int64), num_classes)
+    kind = np.float32 if task == "regression" else np.int64
+    return Splits(x_train, y[tr].astype(kind), x_test, y[te].astype(kind), num_classes)
 
 
 def _method(normalize: str | dict[str, str], name: str | None) -> str:

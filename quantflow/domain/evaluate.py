@@ -1,4 +1,4 @@
-"""Measure one .tflite model: accuracy, size, latency, and whether its tensor types keep the
+"""Measure one .tflite model: its metrics, size, latency, and whether its tensor types keep the
 promise of its kind.
 
 Inference runs on ``ai_edge_litert`` (the runtime devices ship), never ``tf.lite``, so what is
@@ -18,12 +18,13 @@ from typing import Any
 
 import numpy as np
 
-from quantflow import metrics, variants
+from quantflow import variants
 from quantflow.core import io
 from quantflow.core.io import Inputs
 from quantflow.core.results import Latency, TensorTypes, VariantMetrics
 from quantflow.core.spec import EvaluationSpec
 from quantflow.core.specbase import Expected
+from quantflow.domain import scoring
 from quantflow.domain.compare import against_baseline
 from quantflow.domain.feed import (  # noqa: F401 - quantize/dequantize re-exported
     INDEX_DTYPES,
@@ -70,37 +71,45 @@ def evaluate_tflite(
     name: str,
     kind: str,
     float_size: int | None = None,
-    float_accuracy: float | None = None,
+    baseline: VariantMetrics | None = None,
+    float_outputs: Path | None = None,
+    save_outputs: Path | None = None,
     variant: Any = None,
     latency_lock: Path | None = None,
+    workspace: Path | None = None,
 ) -> VariantMetrics:
     """Every metric the gate needs, measured on the test split of ``dataset``.
 
-    A model whose tensor types break its kind's promise (see :func:`check_types`) is returned
-    with ``status="failed"`` and the mismatches in ``error``, but with all metrics still filled
-    in: the report can then show what the converter really produced. Errors that prevent
-    measuring at all (unreadable model, bad dataset) propagate as exceptions for the caller.
+    ``baseline`` (the float model's metrics) and ``float_outputs`` (its raw outputs, which
+    export saves with ``save_outputs``) make the drop, its interval and the fidelity numbers
+    possible. A model whose tensor types break its kind's promise (see :func:`check_types`)
+    is returned with ``status="failed"`` and the mismatches in ``error``, but with all metrics
+    still filled in: the report can then show what the converter really produced. Errors that
+    prevent measuring at all (unreadable model, bad dataset) propagate as exceptions.
     """
     start = time.perf_counter()
-    x, y, num_classes = load_test_split(dataset)
+    data = io.load_dataset(dataset)
+    x, y = data.x_test, data.y_test
     size = Path(tflite).stat().st_size
-    accuracy = measure(tflite, x, y, cfg)
+    raw = predict_all(tflite, x, cfg)
+    if save_outputs is not None:
+        io.save_npy(save_outputs, raw)
+    base_raw = np.load(float_outputs, allow_pickle=False) if float_outputs else None
+    quality = scoring.score(cfg, y, data.y_train, raw, baseline, base_raw, workspace)
     tensors = tensor_types(tflite, cfg.output)
     problems = check_types(tensors, kind, variant)
-    vs = against_baseline(accuracy, size, float_accuracy, float_size)
+    vs = against_baseline(quality["metric_value"], size,
+                          baseline.metric_value if baseline else None,
+                          float_size or (baseline.size_bytes if baseline else None),
+                          higher_is_better=quality["higher_is_better"])
+    acc_vs = against_baseline(quality["accuracy"], None, baseline.accuracy if baseline else None,
+                              None)
     error = f"tensor types break the {kind} promise: {'; '.join(problems)}" if problems else None
     return VariantMetrics(
-        name=name,
-        kind=kind,
-        status="failed" if problems else "ok",
-        error=error,
-        accuracy=accuracy,
-        num_classes=num_classes,
-        test_examples=len(y),
-        size_bytes=size,
-        compression_ratio=vs.compression_ratio,
-        accuracy_drop=vs.accuracy_drop,
-        relative_drop=vs.relative_drop,
+        name=name, kind=kind, status="failed" if problems else "ok", error=error, **quality,
+        num_classes=data.num_classes or None, test_examples=len(y), size_bytes=size,
+        compression_ratio=vs.compression_ratio, metric_drop=vs.drop,
+        relative_drop=vs.relative_drop, accuracy_drop=acc_vs.drop,
         latency=measure_latency(tflite, io.take(x, slice(0, 1)), cfg, latency_lock),
         tensors=tensors,
         evaluate_seconds=time.perf_counter() - start,
@@ -112,12 +121,6 @@ def load_test_split(dataset: Path) -> tuple[Inputs, np.ndarray, int]:
     model has several inputs."""
     data = io.load_dataset(dataset)
     return data.x_test, data.y_test, data.num_classes
-
-
-def measure(tflite: Path, x: Inputs, y: np.ndarray, cfg: EvaluationSpec,
-            name: str | None = None) -> float:
-    """The metric ``name`` (default: top-1 accuracy) of the model's outputs on ``x``."""
-    return metrics.metric(name or metrics.DEFAULT).compute(y, predict_all(tflite, x, cfg))
 
 
 def predict_all(tflite: Path, x: Inputs, cfg: EvaluationSpec) -> np.ndarray:

@@ -88,6 +88,38 @@ def classification_loss(keras_model: Any) -> Any:
     return keras.losses.SparseCategoricalCrossentropy(from_logits=not ends_in_softmax(keras_model))
 
 
+def ends_in_sigmoid(keras_model: Any) -> bool:
+    """Whether a binary model outputs a probability (its last layer's activation is sigmoid)."""
+    last = keras_model.layers[-1] if getattr(keras_model, "layers", None) else None
+    return getattr(getattr(last, "activation", None), "__name__", "") == "sigmoid"
+
+
+def output_units(task: str, num_classes: int, y: Any) -> int:
+    """How many outputs the model needs: one per class, one sigmoid for a binary task, the
+    targets' width for a regression."""
+    if task == "classification":
+        return num_classes
+    if task == "binary":
+        return 1
+    width = 1
+    for d in y.shape[1:]:
+        width *= int(d)
+    return width
+
+
+def task_loss(task: str, keras_model: Any) -> tuple[Any, list[Any]]:
+    """(loss, metrics) to compile a model of ``task`` with: cross-entropy matching the
+    output (logits or probabilities), mean squared error for a regression."""
+    _, keras = tf_modules()
+    if task == "binary":
+        logits = not ends_in_sigmoid(keras_model)
+        return (keras.losses.BinaryCrossentropy(from_logits=logits),
+                [keras.metrics.BinaryAccuracy(threshold=0.0 if logits else 0.5)])
+    if task == "regression":
+        return keras.losses.MeanSquaredError(), ["mae"]
+    return classification_loss(keras_model), ["accuracy"]
+
+
 def optimizer(train: TrainSpec, learning_rate: float | None = None) -> Any:
     """A fresh tf_keras optimizer of the spec's kind: training and QAT's fine-tuning both use
     it, so `train.optimizer` means the same thing in both (QAT may set its own rate)."""

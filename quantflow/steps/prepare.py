@@ -11,7 +11,8 @@ from quantflow.core.request import StepContext
 from quantflow.core.results import Result
 from quantflow.domain import data
 
-READS = ("dataset", "calibration")
+# evaluation.task: whether labels are classes (checked as such) or a regression's float targets.
+READS = ("dataset", "calibration", "evaluation.task")
 
 
 class PrepareInfo(Result):
@@ -24,6 +25,7 @@ class PrepareInfo(Result):
     dataset_sha256: str
     calibration_sha256: str
     class_names: list[str] = Field(default_factory=list)
+    task: str = "classification"
 
 
 def _listed(shapes: tuple[int, ...] | dict[str, tuple[int, ...]]) -> Any:
@@ -36,8 +38,9 @@ def _listed(shapes: tuple[int, ...] | dict[str, tuple[int, ...]]) -> Any:
 def prepare(ctx: StepContext) -> PrepareInfo:
     """Write dataset.npz and calibration.npz; fail early on unusable data."""
     p, spec = ctx.paths, ctx.pipeline
-    x, y = data.load_raw(spec.dataset, ctx.workspace)
-    splits = data.split(spec.dataset, x, y)
+    task = spec.evaluation.task
+    x, y = data.load_raw(spec.dataset, ctx.workspace, task)
+    splits = data.split(spec.dataset, x, y, task)
     calib = data.calibration_samples(spec.calibration, splits, ctx.workspace, spec.dataset)
     io.save_dataset(p.dataset, io.PreparedData(splits.x_train, splits.y_train, splits.x_test,
                                                splits.y_test, splits.num_classes))
@@ -50,6 +53,7 @@ def prepare(ctx: StepContext) -> PrepareInfo:
         dataset_sha256=io.sha256_file(p.dataset),
         calibration_sha256=io.sha256_file(p.calibration),
         class_names=data.class_names(spec.dataset, ctx.workspace, splits.num_classes),
+        task=task,
     )
     info.write(p.prepare_info)
     return info

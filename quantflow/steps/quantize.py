@@ -36,8 +36,8 @@ def quantize(ctx: StepContext, variant_name: str) -> VariantMetrics:
         converted = time.perf_counter() - start
         digest = sha256_file(out)  # the bytes handed to evaluation; publish checks them
         metrics = evaluate_tflite(out, p.dataset, spec.evaluation, name=variant.name,
-                                  kind=variant.kind, float_size=baseline.size_bytes,
-                                  float_accuracy=baseline.accuracy,
+                                  kind=variant.kind, baseline=baseline,
+                                  float_outputs=p.float_outputs, workspace=ctx.workspace,
                                   latency_lock=p.lock.with_suffix(".latency"), variant=variant)
         metrics.convert_seconds = round(converted, 3)
         metrics.sha256 = digest
