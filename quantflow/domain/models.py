@@ -52,6 +52,14 @@ def check_inputs(model_inputs: dict[str, tuple[Any, ...]], sample: Shapes) -> No
             raise ModelError(f"input {name!r}: {exc}") from None
 
 
+def check_trainable(sample: Shapes) -> None:
+    """A model quantflow builds and trains (a built-in architecture or a builder) takes one
+    input array; several named inputs need the user's own model."""
+    if isinstance(sample, dict):
+        raise ModelError(f"the built-in architectures take one input; the dataset has "
+                         f"{', '.join(sorted(sample))}: bring the model with `path:`")
+
+
 def check_input_shape(keras_model: Any, sample_shape: Shapes) -> None:
     """Fail before training when the data cannot be fed to the model."""
     shapes = keras_model.input_shape

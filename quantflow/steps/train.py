@@ -9,12 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from quantflow.core import io
-from quantflow.core.errors import ModelError
 from quantflow.core.request import StepContext
 from quantflow.core.results import Result
 from quantflow.core.specbase import ModelBase, TrainSpec
 from quantflow.core.tfenv import tf_modules
-from quantflow.domain.models import optimizer, output_units, task_loss
+from quantflow.domain.models import check_trainable, optimizer, output_units, task_loss
 from quantflow.sources import source_of
 
 log = logging.getLogger("quantflow.train")
@@ -56,9 +55,7 @@ def train_model(dataset: Path, model_spec: ModelBase, cfg: TrainSpec, out: Path,
     history: dict[str, list[float]] = {}
     shapes = io.sample_shapes(x)
     if model_spec.trains:
-        if isinstance(shapes, dict):
-            raise ModelError(f"the built-in architectures take one input; the dataset has "
-                             f"{', '.join(sorted(shapes))}: bring the model with `path:`")
+        check_trainable(shapes)
         keras.utils.set_random_seed(cfg.seed)  # before build: it seeds the initial weights
     model = source_of(model_spec).build(model_spec, shapes, classes, workspace)
     if isinstance(model, Path):  # a checked SavedModel folder or .tflite: handed on as is
