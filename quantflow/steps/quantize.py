@@ -20,6 +20,7 @@ READS = ("variants.{variant}", "-variants.{variant}.gate", "train", "evaluation"
 
 def quantize(ctx: StepContext, variant_name: str) -> VariantMetrics:
     from quantflow.domain.evaluate import evaluate_tflite
+    from quantflow.domain.savedmodel import refuse_calibrated_loop
 
     p, spec = ctx.paths, ctx.pipeline
     variant = spec.variant(variant_name)
@@ -32,6 +33,8 @@ def quantize(ctx: StepContext, variant_name: str) -> VariantMetrics:
     baseline = VariantMetrics.read(p.baseline_metrics)
     start = time.perf_counter()
     try:
+        if variant.needs_calibration:
+            refuse_calibrated_loop(p.saved_model, variant.kind)
         converter(variant.kind)(inputs, variant, out)
         converted = time.perf_counter() - start
         digest = sha256_file(out)  # the bytes handed to evaluation; publish checks them
