@@ -34,14 +34,14 @@ def test_single_input_files_keep_their_keys_and_several_are_stored_by_name(tmp_p
 
 
 def _workspace(root: Path, model, arrays: dict, dataset: dict, variants: list[dict],
-               evaluation: dict | None = None) -> Path:
+               evaluation: dict | None = None, gate: dict | None = None) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     model.save(root / "model.keras")
     np.savez(root / "d.npz", **arrays)
     spec = tiny_spec(dataset={"source": "npz", "path": "d.npz", "train_size": 0.7,
                               "test_size": 0.3, **dataset},
                      model={"path": "model.keras"}, variants=variants,
-                     calibration={"samples": 20}, gate={},
+                     calibration={"samples": 20}, gate=gate or {},
                      evaluation={"warmup_runs": 1, "timed_runs": 3, "batch_size": 16,
                                  **(evaluation or {})})
     return write_workspace(root, spec).parent
@@ -183,3 +183,45 @@ def test_a_dynamic_batch_rnn_says_how_to_fix_it(tmp_path):
     with pytest.raises(ModelError, match=r"needs a static batch size: build its Input with "
                                          r"batch_size=1 \(or set `unroll=True`"):
         _tflite(model, tmp_path, "gru")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", ["binary", "regression"])
+def test_two_inputs_compose_with_a_binary_or_regression_task(tmp_path, task):
+    """Issue #11 meets #12: inputs by name, a sigmoid or regression head, the task's metric,
+    drop interval and fidelity, the gate and the deep check, on one two-input model."""
+    from quantflow.core.tfenv import tf_modules
+    from quantflow.domain.inspect import inspect_pipeline
+    from quantflow.steps import gate
+
+    _, keras = tf_modules()
+    rng = np.random.default_rng(2)
+    img, num = rng.random((300, 4, 4), dtype=np.float32), rng.random((300, 3), dtype=np.float32)
+    signal = img[:, 0, 0] + num[:, 0]
+    y = (signal > 1).astype(np.int64) if task == "binary" else signal.astype(np.float32)
+    a, b = keras.Input((4, 4), name="image"), keras.Input((3,), name="features")
+    h = keras.layers.Dense(64, activation="relu")(
+        keras.layers.Concatenate()([keras.layers.Flatten()(a), b]))
+    head = keras.layers.Dense(1, activation="sigmoid" if task == "binary" else None)
+    model = keras.Model([a, b], head(h))
+    model.compile("adam", "binary_crossentropy" if task == "binary" else "mse")
+    keras.utils.set_random_seed(0)
+    model.fit({"image": img, "features": num}, y, epochs=40, verbose=0)
+    kinds = ["dynamic_range", "int8"]
+    gate_spec = ({"min_accuracy": 0.8, "max_metric_drop": 0.1} if task == "binary"
+                 else {"max_metric": 0.2, "max_metric_drop": 0.1, "min_sqnr_db": 10})
+    ws = _workspace(tmp_path, model, {"x_img": img, "x_num": num, "y": y},
+                    {"x_key": {"image": "x_img", "features": "x_num"}, "normalize": "none"},
+                    [{"name": k, "kind": k} for k in kinds], {"task": task}, gate_spec)
+    ctx = load_request(ws, "pipelines.yaml", [], "tiny").step
+    assert inspect_pipeline(ctx).problems == []
+    results = _run(ws, kinds)
+    for name, m in results.items():
+        assert m.status == "ok" and m.task == task, (name, m.error)
+        assert m.metric == ("accuracy" if task == "binary" else "mae")
+    for name in kinds:
+        m = results[name]
+        assert m.drop_low is not None and m.drop_low <= m.metric_drop <= m.drop_high, name
+        assert m.fidelity is not None and m.fidelity.sqnr_db > 10, (name, m.fidelity)
+    decided = {d.name: d for d in gate.run(ctx).decisions}
+    assert all(d.passed for d in decided.values()), {k: d.reason for k, d in decided.items()}
