@@ -12,6 +12,7 @@ import json
 import sys
 from pathlib import Path
 
+from quantflow.core import io
 from quantflow.core.request import load_request
 from quantflow.domain.evaluate import load_test_split, measure_latency
 
@@ -23,7 +24,8 @@ def main(argv: list[str]) -> None:
     out = {}
     for item in models:
         name, path = item.split("=", 1)
-        latency = measure_latency(Path(path), x[:1], ctx.pipeline.evaluation)
+        latency = measure_latency(Path(path), io.take(x, slice(0, 1)),
+                                 ctx.pipeline.evaluation)
         out[name] = latency.model_dump(mode="json")
     print(json.dumps(out))
 

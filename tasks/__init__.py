@@ -12,6 +12,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from quantflow.core.request import StepContext
 from quantflow.core.results import GateResult, PublishRecord, VariantMetrics
+from quantflow.domain.units import label, show_drop, show_value
 from quantflow.orchestration.pool import WorkerLost
 from quantflow.orchestration.taskrunner import in_worker
 
@@ -51,8 +52,9 @@ def export(ctx: StepContext) -> VariantMetrics:
     from quantflow.steps import export as step
 
     m = in_worker(step.run, ctx)
-    get_run_logger().info("export %s: float.tflite %d bytes, accuracy %.4f", ctx.name,
-                          m.size_bytes or 0, m.accuracy or 0.0)
+    get_run_logger().info("export %s: float.tflite %d bytes, %s %s", ctx.name,
+                          m.size_bytes or 0, label(m.metric), show_value(m.metric_value,
+                                                                         m.percent))
     return m
 
 
@@ -83,8 +85,10 @@ def quantize(ctx: StepContext, variant: str, timeout_seconds: float | None = Non
     if m.status == "failed":
         log.error("quantize %s/%s failed: %s", ctx.name, variant, m.error)
         raise VariantFailed(variant, m.error or "no error recorded")
-    log.info("quantize %s/%s: %d bytes, accuracy %.4f (drop %+.4f), p50 %.3f ms", ctx.name,
-             variant, m.size_bytes or 0, m.accuracy or 0, -(m.accuracy_drop or 0),
+    log.info("quantize %s/%s: %d bytes, %s %s (drop %s, positive = worse), p50 %.3f ms",
+             ctx.name, variant, m.size_bytes or 0, label(m.metric),
+             show_value(m.metric_value, m.percent),
+             show_drop(m.metric_drop, m.percent, m.drop_low, m.drop_high),
              m.latency.p50_ms if m.latency else float("nan"))
     return m
 

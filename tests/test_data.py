@@ -225,3 +225,14 @@ def test_calibration_larger_than_split(tmp_path):
     splits = data.split(npz_spec(), x, y)
     with pytest.raises(DataError, match="calibration.samples=31 but the train split has only 30"):
         data.calibration_samples(CalibrationSpec(samples=31), splits, tmp_path)
+
+
+def test_float_targets_are_a_regression_and_binary_labels_are_0_or_1() -> None:
+    x = np.zeros((6, 2), np.float32)
+    y = np.linspace(0, 1, 6).astype(np.float32)
+    assert data.check_arrays(x, y, "d", "regression") == 0
+    with pytest.raises(data.DataError, match="need evaluation.task: regression"):
+        data.check_arrays(x, y, "d")
+    assert data.check_arrays(x, np.array([0, 1, 1, 0, 1, 0]), "d", "binary") == 2
+    with pytest.raises(data.DataError, match="label 2 in a binary task"):
+        data.check_arrays(x, np.array([0, 1, 2, 0, 1, 0]), "d", "binary")

@@ -83,7 +83,7 @@ def test_paths_come_from_pipeline_paths(tmp_path):
     assert stages["tiny-quantize-i8"].outs == [rel(p.variant_dir("i8"))]
     assert stages["tiny-quantize-i8"].deps == [rel(p.trained), rel(p.saved_model),
                                                rel(p.calibration), rel(p.dataset),
-                                               rel(p.baseline_metrics)]
+                                               rel(p.baseline_metrics), rel(p.float_outputs)]
     gate = stages["tiny-gate"].to_dvc("pipelines.yaml")
     assert gate["metrics"] == [{rel(p.metrics): {"cache": False}}]
     [(plot, props)] = gate["plots"][0].items()

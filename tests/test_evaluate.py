@@ -95,8 +95,7 @@ def test_int8_io_path_scores_close_to_float(models: dict) -> None:
         name="i8",
         kind="int8",
         variant=models["variant"],
-        float_size=base.size_bytes,
-        float_accuracy=base.accuracy,
+        baseline=base,
     )
     assert base.accuracy > 0.5 and abs(m.accuracy - base.accuracy) <= 0.05
     assert m.tensors.input_dtype == "int8" and m.tensors.input_quantization is not None

@@ -102,7 +102,7 @@ def test_only_set_thresholds_are_checked_but_sanity_always_is() -> None:
     ("metric", "variant_fields", "fragment"),
     [
         ("accuracy", {"accuracy": 0.85}, "accuracy 0.8500 < min 0.9000"),
-        ("accuracy_drop", {"accuracy": 0.94}, "accuracy_drop 0.0300 > max 0.0200"),
+        ("accuracy_drop", {"accuracy": 0.94}, "accuracy drop 3.00 pp > max 2.00 pp"),
         ("size_bytes", {"size": 2500}, "size_bytes 2,500 bytes > max 2,000 bytes"),
         ("latency_p50_ms", {"p50": 7.5}, "latency_p50_ms 7.500 ms > max 5.000 ms"),
     ],

@@ -56,12 +56,50 @@ def test_shape_classes_and_dtype_mismatches_are_each_a_problem(tmp_path: Path) -
         "model: the model expects inputs of shape (64,), the dataset has (8, 8)",
         "model: the model has 6 outputs but the labels go up to 9; labels must be 0..5",
         f"model: the model's input {found.signature.inputs[0].name!r} is int32; quantflow "
-        "feeds it the prepared float32 data"]
+        "feeds it the prepared float32 data; integer token ids stay integer with "
+        "dataset.normalize: none"]
     spec = str(tmp_path / "pipelines.yaml")
     result = CliRunner().invoke(app, ["inspect", "tiny", "--spec", spec])
     assert result.exit_code == Exit.SPEC
     assert "PROBLEM model: the model expects inputs of shape (64,)" in result.stdout
     assert "Traceback" not in result.output
+
+
+def test_several_named_inputs_and_token_ids_are_checked_by_name(tmp_path: Path) -> None:
+    from quantflow.core.tfenv import tf_modules
+
+    _, keras = tf_modules()
+    a, b = keras.Input((4,), name="image"), keras.Input((3,), dtype="int32", name="tokens")
+    h = keras.layers.Concatenate()([a, keras.layers.Flatten()(keras.layers.Embedding(9, 2)(b))])
+    keras.Model([a, b], [keras.layers.Dense(1, name="score")(h),
+                         keras.layers.Dense(1, name="aux")(h)]).save(tmp_path / "m.keras")
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "d.npz", xa=rng.random((60, 4)), xt=rng.integers(0, 9, (60, 3)),
+             y=rng.random(60))
+    dataset = {"source": "npz", "path": "d.npz", "train_size": 40, "test_size": 20,
+               "x_key": {"image": "xa", "tokens": "xt"}}
+    found = check(ws_with(tmp_path, dataset=dataset | {"normalize": {"tokens": "none"}},
+                          model={"path": "m.keras"}, calibration={"samples": 10}, gate={},
+                          evaluation={"task": "regression", "output": "score"}))
+    assert found.problems == []
+    assert "examples of inputs image (4,) float32, tokens (3,) int64, float targets" in found.data
+    found = check(ws_with(tmp_path, dataset=dataset, model={"path": "m.keras"}, gate={},
+                          calibration={"samples": 10}, evaluation={"task": "regression"}))
+    assert found.problems == [
+        "model: the model has 2 outputs (aux, score); set evaluation.output to the one "
+        "holding the prediction",
+        "model: the model's input 'tokens' is int32; quantflow feeds it the prepared float32 "
+        "data; integer token ids stay integer with dataset.normalize: none"]
+
+
+def test_a_binary_task_builds_one_output(tmp_path: Path) -> None:
+    np.savez(tmp_path / "d.npz", x=np.random.default_rng(0).random((50, 8)),
+             y=np.arange(50) % 2)
+    found = check(ws_with(tmp_path, dataset={"source": "npz", "path": "d.npz", "train_size": 30,
+                                             "test_size": 20}, calibration={"samples": 10},
+                          evaluation={"task": "binary"}, model={"arch": "mlp"}))
+    assert found.problems == [] and found.signature.outputs[0].shape == (None, 1)
+    assert "labels 0/1" in found.data
 
 
 def test_a_missing_input_key_of_the_data_is_a_problem(tmp_path: Path) -> None:

@@ -99,7 +99,7 @@ def test_metrics_json_is_flat_numbers_per_model(tmp_path: Path) -> None:
         "latency_p95_ms": 0.4,
     }
     i8 = data["i8"]
-    assert i8["compression_ratio"] == 4.0 and i8["accuracy_drop"] == pytest.approx(0.01)
+    assert i8["compression_ratio"] == 4.0 and i8["accuracy_drop_pp"] == pytest.approx(1.0)
     assert i8["passed"] is True and i8["selected"] is True
     assert data["f16"]["passed"] is False
     assert data["qat"] == {"passed": False, "selected": False}  # nothing measured, no nulls
@@ -136,8 +136,8 @@ def test_report_md_tables_every_model_with_reasons_and_errors(tmp_path: Path) ->
         "int8",
         "1,000",
         "4.00x",
-        "0.9600",
-        "+0.0100",
+        "96.00%",
+        "| 1.00 pp |",
         "0.250",
         "0.400",
         "| 2 |",
@@ -147,7 +147,7 @@ def test_report_md_tables_every_model_with_reasons_and_errors(tmp_path: Path) ->
     ]:
         assert cell in i8
     qat = next(line for line in table if line.startswith("| qat "))
-    assert "failed | FAIL" in qat and qat.count(" - ") >= 5
+    assert "failed | FAIL" in qat and qat.count(" - ") >= 7
     assert "**Selected for publishing:** i8" in text
     assert "- **f16**: FAILED - accuracy 0.5000 < min 0.9000" in text
     assert "  - FAIL: accuracy 0.5000 < min 0.9000" in text

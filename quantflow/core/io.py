@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -94,6 +95,13 @@ def md5_file(path: Path) -> str:
     return _digest(path, "md5")
 
 
+def save_npy(path: Path, array: np.ndarray) -> Path:
+    """One array as .npy, atomically and without pickle (the float model's test outputs)."""
+    with atomic_path(path, ".npy") as tmp, open(tmp, "wb") as f:
+        np.lib.format.write_array(f, np.asarray(array), allow_pickle=False)
+    return Path(path)
+
+
 def save_npz(path: Path, **arrays: np.ndarray) -> Path:
     """Byte-reproducible .npz (fixed zip timestamps, no pickle), so equal data gives an equal
     DVC hash."""
@@ -105,44 +113,97 @@ def save_npz(path: Path, **arrays: np.ndarray) -> Path:
     return Path(path)
 
 
+# A model's inputs: one array, or one array per input name (models with several inputs).
+Inputs = np.ndarray | dict[str, np.ndarray]
+
+
+def _kept(arr: np.ndarray) -> np.ndarray:
+    """Integer inputs (token ids) keep their integer type; everything else is float32."""
+    arr = np.asarray(arr)
+    return arr if np.issubdtype(arr.dtype, np.integer) else arr.astype(np.float32)
+
+
+def _flat(key: str, x: Inputs) -> dict[str, np.ndarray]:
+    """One input is stored under ``key`` (the file format of single-input pipelines, byte
+    for byte); several under ``key.<input name>`` in sorted order."""
+    if isinstance(x, dict):
+        return {f"{key}.{name}": x[name] for name in sorted(x)}
+    return {key: x}
+
+
+def _unflat(npz: Any, key: str, cast: Callable[[np.ndarray], np.ndarray]) -> Inputs | None:
+    if key in npz.files:
+        return cast(npz[key])
+    named = {k[len(key) + 1:]: cast(npz[k]) for k in npz.files if k.startswith(f"{key}.")}
+    return named or None
+
+
+def examples(x: Inputs) -> int:
+    """How many examples ``x`` holds (every input has the same number)."""
+    return len(next(iter(x.values()))) if isinstance(x, dict) else len(x)
+
+
+def sample_shapes(x: Inputs) -> tuple[int, ...] | dict[str, tuple[int, ...]]:
+    """The shape of one example: of the array, or of each named input."""
+    if isinstance(x, dict):
+        return {k: tuple(v.shape[1:]) for k, v in x.items()}
+    return tuple(x.shape[1:])
+
+
+def take(x: Inputs, index: Any) -> Inputs:
+    """The same rows of every input."""
+    return {k: v[index] for k, v in x.items()} if isinstance(x, dict) else x[index]
+
+
 @dataclass(frozen=True)
 class PreparedData:
-    """What the prepare step writes to ``dataset.npz``: split, normalised data."""
+    """What the prepare step writes to ``dataset.npz``: split, normalised data. ``x_*`` is one
+    array, or one array per model input name; ``y`` are int64 class labels, or float32 targets
+    of a regression (``num_classes`` 0)."""
 
-    x_train: np.ndarray
+    x_train: Inputs
     y_train: np.ndarray
-    x_test: np.ndarray
+    x_test: Inputs
     y_test: np.ndarray
     num_classes: int
 
 
 def save_dataset(path: Path, data: PreparedData) -> Path:
-    return save_npz(path, x_train=data.x_train, y_train=data.y_train, x_test=data.x_test,
-                    y_test=data.y_test, num_classes=np.int64(data.num_classes))
+    return save_npz(path, **_flat("x_train", data.x_train), y_train=data.y_train,
+                    **_flat("x_test", data.x_test), y_test=data.y_test,
+                    num_classes=np.int64(data.num_classes))
 
 
 def load_dataset(path: Path) -> PreparedData:
     """The prepared dataset; ``num_classes`` is inferred from the labels in files without it."""
     with np.load(path, allow_pickle=False) as npz:
-        x_train = np.asarray(npz["x_train"], np.float32) if "x_train" in npz else np.zeros((0,))
-        y_train = np.asarray(npz["y_train"], np.int64) if "y_train" in npz else np.zeros((0,))
-        x_test, y_test = np.asarray(npz["x_test"], np.float32), np.asarray(npz["y_test"], np.int64)
-        if len(y_test) == 0 or len(x_test) != len(y_test):
+        x_train = _unflat(npz, "x_train", _kept)
+        y_train = _targets(npz["y_train"]) if "y_train" in npz else np.zeros((0,), np.int64)
+        x_test = _unflat(npz, "x_test", _kept)
+        y_test = _targets(npz["y_test"])
+        if x_test is None or len(y_test) == 0 or examples(x_test) != len(y_test):
             raise ValueError(f"{path}: need matching, non-empty x_test and y_test")
         if "num_classes" in npz:
             classes = int(npz["num_classes"])
         else:
             classes = int(max(int(a.max()) for a in (y_test, y_train) if a.size) + 1)
-    return PreparedData(x_train, y_train, x_test, y_test, classes)
+    return PreparedData(np.zeros((0,)) if x_train is None else x_train, y_train, x_test,
+                        y_test, classes)
 
 
-def save_calibration(path: Path, x: np.ndarray) -> Path:
-    return save_npz(path, x=np.asarray(x, np.float32))
+def _targets(y: np.ndarray) -> np.ndarray:
+    """Class labels as int64; a regression's float targets stay float (as float32)."""
+    return np.asarray(y, np.int64 if np.issubdtype(y.dtype, np.integer) else np.float32)
 
 
-def load_calibration(path: Path) -> np.ndarray:
+def save_calibration(path: Path, x: Inputs) -> Path:
+    return save_npz(path, **_flat("x", {k: _kept(v) for k, v in x.items()}
+                                  if isinstance(x, dict) else _kept(x)))
+
+
+def load_calibration(path: Path) -> Inputs:
     with np.load(path, allow_pickle=False) as npz:
-        x = np.asarray(npz["x"], dtype=np.float32)
-    if len(x) == 0:
+        x = _unflat(npz, "x", _kept)
+    if x is None or examples(x) == 0:
         raise ValueError(f"{path}: calibration set 'x' is empty")
     return x

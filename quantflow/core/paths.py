@@ -67,6 +67,12 @@ class PipelinePaths:
     def baseline_metrics(self) -> Path:
         return self.export_dir / "metrics.json"
 
+    @property
+    def float_outputs(self) -> Path:
+        """The float model's raw test outputs: every variant's fidelity and paired interval
+        are measured against them."""
+        return self.export_dir / "outputs.npy"
+
     # quantize: one folder per variant, so a failed variant still has an output (its metrics)
     @property
     def variants_dir(self) -> Path:

@@ -43,13 +43,48 @@ class TensorTypes(Result):
     )
 
 
+class Fidelity(Result):
+    """How faithfully a variant reproduces the float TFLite model on the same test inputs."""
+
+    agreement_pct: float | None = Field(
+        None, description="Top-1 predictions equal to the float model's, in % (not regression).")
+    output_rmse: float = Field(description="RMSE of the raw outputs against the float outputs.")
+    sqnr_db: float = Field(description="10 log10(signal / noise power) of the outputs, in dB "
+                           "(200 = identical).")
+
+
+class Sanity(Result):
+    """The model against a predictor that learned nothing, on the same test set."""
+
+    measure: Literal["accuracy", "mse"]
+    value: float
+    trivial: float = Field(description="What the trivial predictor scores on `measure`.")
+    trivial_name: str
+    higher_is_better: bool
+
+
 class VariantMetrics(Result):
-    """What evaluation measured for one model (the float baseline or a variant)."""
+    """What evaluation measured for one model (the float baseline or a variant).
+
+    Drops are positive when the variant is worse, in the primary metric's own units (a
+    fraction for accuracy metrics); ``drop_low``/``drop_high`` bound its 95% paired interval.
+    """
 
     name: str
     kind: str
     status: Literal["ok", "failed"] = "ok"
     error: str | None = None
+    task: str = "classification"
+    metric: str = "accuracy"
+    higher_is_better: bool = True
+    percent: bool = Field(True, description="The metric is a fraction shown in % (drops in pp).")
+    metric_value: float | None = None
+    metric_drop: float | None = None
+    drop_low: float | None = None
+    drop_high: float | None = None
+    logits: bool | None = Field(None, description="binary: the model outputs a logit.")
+    fidelity: Fidelity | None = None
+    sanity: Sanity | None = None
     accuracy: float | None = None
     num_classes: int | None = None
     test_examples: int | None = None
@@ -84,6 +119,8 @@ class GateResult(Result):
     pipeline: str
     decisions: list[VariantDecision]
     selected: list[str] = Field(description="Variants the publish strategy will publish.")
+    notes: list[str] = Field(
+        default_factory=list, description="What the numbers cannot tell (test set too small).")
 
     @property
     def passed(self) -> list[str]:

@@ -13,15 +13,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_core import InitErrorDetails
 
 from quantflow.core.specbase import CAPABILITY_NAMES, Fraction, GateSpec, Name, Strict, TrainSpec
@@ -29,8 +24,10 @@ from quantflow.core.stages import pipeline_stage_names
 from quantflow.sources import model_union
 from quantflow.variants import kinds, variant_union
 
-
 # ----------------------------------------------------------------------------- dataset
+Normalize = Literal["max", "standard", "none"]
+
+
 class DatasetBase(Strict):
     train_size: int | Fraction = Field(
         0.8, description="Training examples: a count, or a fraction of the whole dataset."
@@ -40,10 +37,12 @@ class DatasetBase(Strict):
     )
     shuffle: bool = Field(True, description="Shuffle (with `seed`) before splitting.")
     seed: int = Field(0, ge=0, description="Seed for shuffling and splitting.")
-    normalize: Literal["max", "standard", "none"] = Field(
+    normalize: Normalize | dict[str, Normalize] = Field(
         "max",
         description="Input normalisation from training statistics: divide by the training max "
-        "('max'), subtract mean and divide by std ('standard'), or leave as is ('none').",
+        "('max'), subtract mean and divide by std ('standard'), or leave as is ('none'; an "
+        "integer input such as token ids then stays integer). A mapping sets it per model "
+        "input name (inputs it does not name get 'max').",
     )
 
     @field_validator("train_size", "test_size")
@@ -70,7 +69,9 @@ class IdxDataset(DatasetBase):
 class NpzDataset(DatasetBase):
     source: Literal["npz"] = Field(description="A NumPy .npz archive (loaded without pickle).")
     path: str = Field(description="Path to the .npz file.")
-    x_key: str = Field("x", description="Array key of the inputs.")
+    x_key: str | dict[str, str] = Field(
+        "x", description="Array key of the inputs; for a model with several inputs, a mapping "
+        "of model input name to array key, e.g. {image: x_img, features: x_num}.")
     y_key: str = Field("y", description="Array key of the integer labels.")
 
 
@@ -134,7 +135,8 @@ class CalibrationSpec(Strict):
     split: Literal["train", "test"] = Field("train", description="Split to draw them from.")
     seed: int = Field(0, ge=0, description="Seed for drawing the samples.")
     path: str | None = Field(
-        None, description="Bring your own: an .npz with key `x` (track it with `dvc add`)."
+        None, description="Bring your own: an .npz with key `x` (several inputs: the keys of "
+        "the npz dataset's `x_key` mapping); track it with `dvc add`."
     )
 
 
@@ -144,11 +146,79 @@ Variant = variant_union()
 
 
 # ----------------------------------------------------------------------------- evaluation
+Task = Literal["classification", "binary", "regression"]
+
+
 class EvaluationSpec(Strict):
+    task: Task = Field(
+        "classification",
+        description="classification: one output per class (logits or probabilities); binary: "
+        "one sigmoid output (or logit) judged at `threshold`; regression: float targets, an "
+        "output of the targets' shape.",
+    )
+    threshold: float = Field(0.5, gt=0, lt=1, description="binary: P(class 1) that predicts 1.")
+    higher_is_better: bool | None = Field(
+        None, description="A custom metric's direction (built-in metrics know their own)."
+    )
+    metric: str | None = Field(
+        None,
+        description="The primary metric the gate speaks in. classification: accuracy (default) "
+        "or top5_accuracy; binary: accuracy (default) or auc; regression: mae (default) or "
+        "rmse; or 'package.module:function' from the workspace, (y_true, y_pred) -> float, "
+        "with higher_is_better.",
+    )
+    bootstrap_samples: int = Field(
+        1000, ge=0, le=100000,
+        description="Paired bootstrap resamples (seed 0) for the 95% interval of each metric "
+        "drop; 0 records no interval.",
+    )
     threads: int = Field(1, ge=1, le=64, description="Interpreter threads (recorded).")
     warmup_runs: int = Field(50, ge=0, le=10000, description="Untimed single-sample runs first.")
     timed_runs: int = Field(500, ge=1, le=100000, description="Timed single-sample invocations.")
-    batch_size: int = Field(256, ge=1, le=65536, description="Batch size for accuracy runs.")
+    batch_size: int = Field(
+        256, ge=1, le=65536, description="Batch size for accuracy runs (a model with a fixed "
+        "batch size is fed its own batch size instead).")
+    output: str | None = Field(
+        None, min_length=1, description="The model output holding the prediction, by its "
+        "signature name, when the model has several (default: its only output).")
+
+    @field_validator("metric")
+    @classmethod
+    def _metric_fits_task(cls, v: str | None, info: ValidationInfo) -> str | None:
+        """A metric of another task, or a user's callable that does not import or does not
+        return a number, fails here with the key's line rather than after training."""
+        from quantflow import metrics
+
+        if "task" in info.data:
+            workspace = Path((info.context or {}).get("workspace", "."))
+            metrics.resolve(v, info.data["task"], info.data.get("higher_is_better"), workspace)
+        return v
+
+    def primary(self, workspace: Path | None = None) -> Any:
+        """The resolved primary metric (a ``quantflow.metrics.Metric``)."""
+        from quantflow import metrics
+
+        return metrics.resolve(self.metric, self.task, self.higher_is_better, workspace)
+
+
+def gate_misfit(gate: GateSpec, evaluation: EvaluationSpec) -> str | None:
+    """What is wrong with ``gate`` for this task and metric ("key: why"), or None."""
+    task = evaluation.task
+    if task == "regression":
+        for key in ("min_accuracy", "max_accuracy_drop", "min_agreement"):
+            if getattr(gate, key) is not None:
+                return f"{key}: needs a classification or binary task; this one is regression"
+    from quantflow import metrics
+
+    name = evaluation.metric or metrics.TASK_DEFAULTS[task]
+    higher = (bool(evaluation.higher_is_better) if ":" in name
+              else metrics.metric(name).higher_is_better)
+    wrong = "max_metric" if higher else "min_metric"
+    if getattr(gate, wrong) is not None:
+        right = "min_metric" if higher else "max_metric"
+        return (f"{wrong}: {name} is {'higher' if higher else 'lower'} is better; "
+                f"use {right}")
+    return None
 
 
 # ----------------------------------------------------------------------------- publish
@@ -242,6 +312,17 @@ class PipelineSpec(Strict):
                     f"variant {v.name!r} (kind {v.kind}) needs {need}; {self.model.describe()}. "
                     + (f"Kinds that apply to this model: {', '.join(fit)}" if fit
                        else "No variant kind applies to this model yet"))
+        return self
+
+    @model_validator(mode="after")
+    def _gate_fits_metric(self) -> PipelineSpec:
+        """A threshold the task or the metric's direction cannot mean (min_accuracy on a
+        regression, min_metric on an error) is refused rather than silently ignored."""
+        for where, gate in [("gate", self.gate)] + [(f"variants[{i}].gate", v.gate)
+                                                    for i, v in enumerate(self.variants)]:
+            problem = gate_misfit(gate, self.evaluation) if gate else None
+            if problem:
+                raise ValueError(f"{where}.{problem}")
         return self
 
     def variant(self, name: str) -> Any:

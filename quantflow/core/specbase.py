@@ -47,12 +47,36 @@ class TrainSpec(Strict):
 
 
 class GateSpec(Strict):
-    min_accuracy: float | None = Field(None, ge=0, le=1, description="Minimum accuracy.")
+    min_accuracy: float | None = Field(
+        None, ge=0, le=1, description="Minimum top-1 accuracy (classification and binary)."
+    )
     max_accuracy_drop: float | None = Field(
-        None, ge=0, le=1, description="Maximum absolute accuracy drop against float TFLite."
+        None, ge=0, le=1, description="Maximum top-1 accuracy drop against float TFLite "
+        "(a fraction; classification and binary)."
     )
     max_relative_drop: float | None = Field(
-        None, ge=0, le=1, description="Maximum drop as a fraction of float TFLite accuracy."
+        None, ge=0, le=1, description="Maximum drop as a fraction of the float TFLite metric."
+    )
+    max_metric_drop: float | None = Field(
+        None, ge=0, description="Maximum drop of the primary metric against float TFLite, in "
+        "the metric's own units (a fraction for accuracy: 0.01 is 1 pp); positive = worse.",
+    )
+    min_metric: float | None = Field(
+        None, description="Floor of the primary metric (metrics where higher is better)."
+    )
+    max_metric: float | None = Field(
+        None, description="Ceiling of the primary metric (metrics where lower is better)."
+    )
+    min_agreement: float | None = Field(
+        None, ge=0, le=100, description="classification/binary: minimum top-1 agreement with "
+        "the float TFLite model's predictions on the test set, in %.",
+    )
+    min_sqnr_db: float | None = Field(
+        None, description="Minimum SQNR of the outputs against the float TFLite outputs, in dB."
+    )
+    decide_on: Literal["point", "upper_bound"] = Field(
+        "point", description="Drop thresholds judge the measured drop (point) or the worst end "
+        "of its 95% paired interval (upper_bound: passes only when the test set shows it).",
     )
     max_size_bytes: int | None = Field(None, ge=1, description="Maximum .tflite size.")
     min_compression_ratio: float | None = Field(

@@ -1,4 +1,4 @@
-"""Measure one .tflite model: accuracy, size, latency, and whether its tensor types keep the
+"""Measure one .tflite model: its metrics, size, latency, and whether its tensor types keep the
 promise of its kind.
 
 Inference runs on ``ai_edge_litert`` (the runtime devices ship), never ``tf.lite``, so what is
@@ -18,12 +18,22 @@ from typing import Any
 
 import numpy as np
 
-from quantflow import metrics, variants
+from quantflow import variants
 from quantflow.core import io
+from quantflow.core.io import Inputs
 from quantflow.core.results import Latency, TensorTypes, VariantMetrics
 from quantflow.core.spec import EvaluationSpec
-from quantflow.core.specbase import INTEGER_IO, Expected
+from quantflow.core.specbase import Expected
+from quantflow.domain import scoring
 from quantflow.domain.compare import against_baseline
+from quantflow.domain.feed import (  # noqa: F401 - quantize/dequantize re-exported
+    INDEX_DTYPES,
+    Runner,
+    dequantize,
+    pick_output,
+    ports,
+    quantize,
+)
 
 
 def expected_types(kind: str, variant: Any = None) -> Expected:
@@ -41,6 +51,8 @@ def check_types(tensors: TensorTypes, kind: str, variant: Any = None) -> list[st
     """Mismatches between the measured tensor types and the kind's promise (empty: all kept)."""
     want, problems = expected_types(kind, variant), []
     for side, got in (("input", tensors.input_dtype), ("output", tensors.output_dtype)):
+        if side == "input" and got in INDEX_DTYPES:
+            continue  # token ids stay integer: the promise is about float data inputs
         if want.io is not None and got != want.io:
             problems.append(f"{side} dtype is {got}, expected {want.io}")
     if want.weights is not None and want.weights not in tensors.weight_dtypes:
@@ -59,99 +71,79 @@ def evaluate_tflite(
     name: str,
     kind: str,
     float_size: int | None = None,
-    float_accuracy: float | None = None,
+    baseline: VariantMetrics | None = None,
+    float_outputs: Path | None = None,
+    save_outputs: Path | None = None,
     variant: Any = None,
     latency_lock: Path | None = None,
+    workspace: Path | None = None,
 ) -> VariantMetrics:
     """Every metric the gate needs, measured on the test split of ``dataset``.
 
-    A model whose tensor types break its kind's promise (see :func:`check_types`) is returned
-    with ``status="failed"`` and the mismatches in ``error``, but with all metrics still filled
-    in: the report can then show what the converter really produced. Errors that prevent
-    measuring at all (unreadable model, bad dataset) propagate as exceptions for the caller.
+    ``baseline`` (the float model's metrics) and ``float_outputs`` (its raw outputs, which
+    export saves with ``save_outputs``) make the drop, its interval and the fidelity numbers
+    possible. A model whose tensor types break its kind's promise (see :func:`check_types`)
+    is returned with ``status="failed"`` and the mismatches in ``error``, but with all metrics
+    still filled in: the report can then show what the converter really produced. Errors that
+    prevent measuring at all (unreadable model, bad dataset) propagate as exceptions.
     """
     start = time.perf_counter()
-    x, y, num_classes = load_test_split(dataset)
+    data = io.load_dataset(dataset)
+    x, y = data.x_test, data.y_test
     size = Path(tflite).stat().st_size
-    accuracy = measure(tflite, x, y, cfg)
-    tensors = tensor_types(tflite)
+    raw = predict_all(tflite, x, cfg)
+    if save_outputs is not None:
+        io.save_npy(save_outputs, raw)
+    base_raw = np.load(float_outputs, allow_pickle=False) if float_outputs else None
+    quality = scoring.score(cfg, y, data.y_train, raw, baseline, base_raw, workspace)
+    tensors = tensor_types(tflite, cfg.output)
     problems = check_types(tensors, kind, variant)
-    vs = against_baseline(accuracy, size, float_accuracy, float_size)
+    vs = against_baseline(quality["metric_value"], size,
+                          baseline.metric_value if baseline else None,
+                          float_size or (baseline.size_bytes if baseline else None),
+                          higher_is_better=quality["higher_is_better"])
+    acc_vs = against_baseline(quality["accuracy"], None, baseline.accuracy if baseline else None,
+                              None)
     error = f"tensor types break the {kind} promise: {'; '.join(problems)}" if problems else None
     return VariantMetrics(
-        name=name,
-        kind=kind,
-        status="failed" if problems else "ok",
-        error=error,
-        accuracy=accuracy,
-        num_classes=num_classes,
-        test_examples=len(y),
-        size_bytes=size,
-        compression_ratio=vs.compression_ratio,
-        accuracy_drop=vs.accuracy_drop,
-        relative_drop=vs.relative_drop,
-        latency=measure_latency(tflite, x[:1], cfg, latency_lock),
+        name=name, kind=kind, status="failed" if problems else "ok", error=error, **quality,
+        num_classes=data.num_classes or None, test_examples=len(y), size_bytes=size,
+        compression_ratio=vs.compression_ratio, metric_drop=vs.drop,
+        relative_drop=vs.relative_drop, accuracy_drop=acc_vs.drop,
+        latency=measure_latency(tflite, io.take(x, slice(0, 1)), cfg, latency_lock),
         tensors=tensors,
         evaluate_seconds=time.perf_counter() - start,
     )
 
 
-def load_test_split(dataset: Path) -> tuple[np.ndarray, np.ndarray, int]:
-    """(x_test, y_test, num_classes) of the prepared dataset."""
+def load_test_split(dataset: Path) -> tuple[Inputs, np.ndarray, int]:
+    """(x_test, y_test, num_classes) of the prepared dataset; x_test by input name when the
+    model has several inputs."""
     data = io.load_dataset(dataset)
     return data.x_test, data.y_test, data.num_classes
 
 
-def measure(tflite: Path, x: np.ndarray, y: np.ndarray, cfg: EvaluationSpec,
-            name: str | None = None) -> float:
-    """The metric ``name`` (default: top-1 accuracy) of the model's outputs on ``x``,
-    invoking on whole batches (resized per batch) for speed."""
-    interpreter = _interpreter(tflite, cfg.threads)
-    outputs = [predict(interpreter, x[i : i + cfg.batch_size])
-               for i in range(0, len(x), cfg.batch_size)]
-    return metrics.metric(name or metrics.DEFAULT).compute(y, np.concatenate(outputs))
+def predict_all(tflite: Path, x: Inputs, cfg: EvaluationSpec) -> np.ndarray:
+    """The float prediction outputs (``cfg.output``) of the model for every example of ``x``.
 
-
-def predict(interpreter: Any, batch: np.ndarray) -> np.ndarray:
-    """Float outputs for a float batch, resizing the input only when the batch size changes."""
-    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
-    if tuple(inp["shape"]) != batch.shape:
-        interpreter.resize_tensor_input(inp["index"], list(batch.shape))
-        interpreter.allocate_tensors()
-        inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
-    interpreter.set_tensor(inp["index"], quantize(batch, inp))
-    interpreter.invoke()
-    return dequantize(interpreter.get_tensor(out["index"]), out)
-
-
-def quantize(x: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
-    """Float inputs to the tensor's dtype: x / scale + zero_point, rounded and clipped."""
-    dtype = np.dtype(detail["dtype"])
-    if dtype.name not in INTEGER_IO:
-        return x.astype(dtype)
-    scale, zero = detail["quantization"]
-    info = np.iinfo(dtype)
-    return np.clip(np.round(x / scale + zero), info.min, info.max).astype(dtype)
-
-
-def dequantize(y: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
-    """Integer outputs back to float with the output's scale and zero point."""
-    if np.dtype(detail["dtype"]).name not in INTEGER_IO:
-        return y.astype(np.float32)
-    scale, zero = detail["quantization"]
-    return (y.astype(np.float32) - zero) * scale
+    The one place that runs a model over the test set: inputs by signature name, whole
+    batches where the batch size is free (its own batch size where it is fixed), and the
+    state of a stateful model reset between samples (see ``quantflow.domain.feed``).
+    """
+    return Runner(tflite, cfg.threads, cfg.output).predict_all(x, cfg.batch_size)
 
 
 def measure_latency(
-    tflite: Path, sample: np.ndarray, cfg: EvaluationSpec, lock: Path | None = None
+    tflite: Path, sample: Inputs, cfg: EvaluationSpec, lock: Path | None = None
 ) -> Latency:
     """Single-sample latency on a fresh interpreter, timing invoke() alone.
 
     Holds an exclusive lock on ``lock`` while timing so variants evaluated in parallel
     processes do not compete for the CPU and distort each other's numbers.
     """
-    interpreter = _interpreter(tflite, cfg.threads)
-    predict(interpreter, sample)  # sizes the input to batch 1 and sets it
+    runner = Runner(tflite, cfg.threads, cfg.output)
+    runner.first_sample(sample)  # sizes the inputs to one sample (or the fixed batch)
+    interpreter = runner.interpreter
     times = []
     with _exclusive(lock), _pinned(cfg.threads):
         for _ in range(cfg.warmup_runs):
@@ -171,11 +163,14 @@ def measure_latency(
     )
 
 
-def tensor_types(tflite: Path) -> TensorTypes:
-    """I/O dtypes from the interpreter; weight dtypes from the flatbuffer, the only place that
-    says which tensors are constants."""
+def tensor_types(tflite: Path, output: str | None = None) -> TensorTypes:
+    """I/O dtypes from the interpreter (the first data input by name, token-id inputs only
+    when there is nothing else; the prediction output); weight dtypes from the flatbuffer,
+    the only place that says which tensors are constants."""
     interpreter = _interpreter(tflite, 1)
-    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    ins, outs = ports(interpreter)
+    order = sorted(ins, key=lambda k: (np.dtype(ins[k]["dtype"]).name in INDEX_DTYPES, k))
+    inp, out = ins[order[0]], outs[pick_output(outs, output)]
     scale, zero = inp["quantization"]
     return TensorTypes(
         input_dtype=np.dtype(inp["dtype"]).name,

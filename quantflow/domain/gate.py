@@ -13,100 +13,97 @@ from typing import Literal
 
 from quantflow.core.results import Check, GateResult, VariantDecision, VariantMetrics
 from quantflow.core.spec import GateSpec, PipelineSpec, PublishSpec
+from quantflow.domain import units
+from quantflow.domain.checks import check, sanity_check
 from quantflow.domain.compare import against_baseline
 
-# Measured floats carry rounding noise (0.97 - 0.96 > 0.01); a threshold met to 1e-9 is met.
-EPS = 1e-9
-# An accuracy within this many binomial standard errors of chance cannot be told apart from
-# guessing on the test set, so the sanity margin is never smaller than that noise.
-NOISE_SIGMAS = 3.0
+__all__ = ["decide", "sanity_check", "select"]
 
-_FMT: dict[str, Callable[[float], str]] = {
+_PLAIN: dict[str, Callable[[float], str]] = {
     "accuracy": "{:.4f}".format,
-    "accuracy_drop": "{:.4f}".format,
     "relative_drop": "{:.2%}".format,
+    "agreement_pct": "{:.2f}%".format,
+    "sqnr_db": "{:.1f} dB".format,
     "size_bytes": "{:,.0f} bytes".format,
     "compression_ratio": "{:.2f}x".format,
     "latency_p50_ms": "{:.3f} ms".format,
 }
+Wanted = tuple[str, float | None, float | None, Literal["min", "max"]]
 
 
-def _check(
-    metric: str, value: float | None, threshold: float, bound: Literal["min", "max"]
-) -> Check:
-    """One threshold comparison; a value that was never measured cannot pass."""
-    fmt = _FMT[metric]
-    if value is None or math.isnan(value):
-        reason = f"{metric} was not measured (needs {bound} {fmt(threshold)})"
-        return Check(metric=metric, value=None, threshold=threshold, passed=False, reason=reason)
-    ok = value >= threshold - EPS if bound == "min" else value <= threshold + EPS
-    op = {("min", True): ">=", ("min", False): "<", ("max", True): "<=", ("max", False): ">"}
-    reason = f"{metric} {fmt(value)} {op[bound, ok]} {bound} {fmt(threshold)}"
-    return Check(metric=metric, value=value, threshold=threshold, passed=ok, reason=reason)
+def value_of(m: VariantMetrics) -> float | None:
+    """The primary metric; metrics recorded before it existed had accuracy only."""
+    if m.metric_value is None and m.metric == "accuracy":
+        return m.accuracy
+    return m.metric_value
 
 
-def sanity_check(m: VariantMetrics, margin: float, fallback_classes: int | None = None) -> Check:
-    """Accuracy near 1/classes means the model guesses (or evaluation is broken), whatever
-    permissive thresholds a spec sets; such a model must never be published."""
-    classes = m.num_classes or fallback_classes
-    if not classes or classes < 2 or m.accuracy is None:
-        what = "accuracy" if m.accuracy is None else "num_classes"
-        reason = f"{what} was not recorded, so the model cannot be told apart from guessing"
-        return Check(
-            metric="accuracy_over_chance",
-            value=m.accuracy,
-            threshold=1.0,
-            passed=False,
-            reason=reason,
-        )
-    chance, acc = 1.0 / classes, m.accuracy
-    noise = (
-        NOISE_SIGMAS * math.sqrt(chance * (1 - chance) / m.test_examples) if m.test_examples else 0
-    )
-    threshold = chance + max(margin, noise)
-    ok = acc >= threshold - EPS and acc > chance
-    if ok:
-        reason = (
-            f"accuracy {acc:.4f} is clear of chance level ({chance:.2f}), needs >= {threshold:.4f}"
-        )
-    elif acc - chance < max(noise, 0.01):
-        reason = (
-            f"accuracy {acc:.4f} is at chance level ({chance:.2f}) - broken model or evaluation"
-        )
-    else:
-        reason = (
-            f"accuracy {acc:.4f} is only {acc - chance:.4f} above chance level ({chance:.2f}),"
-            f" needs >= {threshold:.4f} - broken model or evaluation?"
-        )
-    return Check(
-        metric="accuracy_over_chance", value=acc, threshold=threshold, passed=ok, reason=reason
-    )
+def drop_of(m: VariantMetrics) -> float | None:
+    """The primary metric's drop (positive = worse), with the same fallback as ``value_of``."""
+    if m.metric_drop is None and m.metric == "accuracy":
+        return m.accuracy_drop
+    return m.metric_drop
 
 
 def baseline_problem(spec: PipelineSpec, baseline: VariantMetrics) -> str | None:
     """Drops and ratios are relative to the float baseline: if it is broken, nothing is."""
     if baseline.status == "failed":
         return f"float baseline failed: {baseline.error or 'no error recorded'}"
-    check = sanity_check(baseline, spec.gate.min_margin_over_chance)
-    return None if check.passed else f"float baseline {check.reason}"
+    sanity = sanity_check(baseline, spec.gate.min_margin_over_chance)
+    return None if sanity.passed else f"float baseline {sanity.reason}"
+
+
+def _drops(gate: GateSpec, m: VariantMetrics, baseline: VariantMetrics) -> list[Check]:
+    """Drop thresholds on the point drop, or (decide_on: upper_bound) on the worst end of its
+    95% paired interval: a pass must then hold for the whole interval, not only its middle."""
+    ok = baseline.status == "ok"
+    base = value_of(baseline) if ok else None
+    vs = against_baseline(value_of(m), m.size_bytes, base, baseline.size_bytes, recorded=m,
+                          higher_is_better=m.higher_is_better)
+    acc = (baseline.accuracy - m.accuracy if ok and None not in (m.accuracy, baseline.accuracy)
+           else m.accuracy_drop)
+    upper = gate.decide_on == "upper_bound"
+    drop = m.drop_high if upper else vs.drop
+    acc_drop = m.drop_high if upper and m.metric == "accuracy" else acc
+    relative = (drop / abs(base) if upper and drop is not None and base else vs.relative_drop)
+    worst = "upper end of the 95% interval of " if upper else ""
+    name, pp = units.label(m.metric), m.percent
+    out = []
+    for key, value, limit, fmt_pp, what in (
+        (f"{name}_drop", drop, gate.max_metric_drop, pp, f"{worst}{name} drop"),
+        ("accuracy_drop", acc_drop, gate.max_accuracy_drop, True,
+         f"{worst if m.metric == 'accuracy' else ''}accuracy drop"),
+        ("relative_drop", relative, gate.max_relative_drop, None, f"{worst}relative drop"),
+    ):
+        if limit is not None:
+            fmt = _PLAIN["relative_drop"] if fmt_pp is None else \
+                (lambda v, p=fmt_pp: units.show_drop(v, p))
+            out.append(check(key, value, limit, "max", fmt, what))
+    return out
 
 
 def _checks(gate: GateSpec, m: VariantMetrics, baseline: VariantMetrics) -> list[Check]:
-    """Drop and ratio come from the baseline when possible (one function, shared with
-    evaluation), falling back to what evaluation recorded."""
-    base_acc = baseline.accuracy if baseline.status == "ok" else None
-    vs = against_baseline(m.accuracy, m.size_bytes, base_acc, baseline.size_bytes, recorded=m)
-    p50 = m.latency.p50_ms if m.latency else None
-    wanted: list[tuple[str, float | None, float | None, Literal["min", "max"]]] = [
-        ("accuracy", m.accuracy, gate.min_accuracy, "min"),
-        ("accuracy_drop", vs.accuracy_drop, gate.max_accuracy_drop, "max"),
-        ("relative_drop", vs.relative_drop, gate.max_relative_drop, "max"),
+    """The sanity check, then every threshold the gate sets; drop and ratio come from the
+    baseline when possible (one function, shared with evaluation)."""
+    name, value = units.label(m.metric), value_of(m)
+    fid = m.fidelity
+    vs = against_baseline(None, m.size_bytes, None, baseline.size_bytes, recorded=m)
+    wanted: list[Wanted] = [
+        ("agreement_pct", fid and fid.agreement_pct, gate.min_agreement, "min"),
+        ("sqnr_db", fid and fid.sqnr_db, gate.min_sqnr_db, "min"),
         ("size_bytes", m.size_bytes, gate.max_size_bytes, "max"),
         ("compression_ratio", vs.compression_ratio, gate.min_compression_ratio, "min"),
-        ("latency_p50_ms", p50, gate.max_latency_ms, "max"),
+        ("latency_p50_ms", m.latency.p50_ms if m.latency else None, gate.max_latency_ms, "max"),
     ]
-    sanity = sanity_check(m, gate.min_margin_over_chance, baseline.num_classes)
-    return [sanity] + [_check(k, v, t, b) for k, v, t, b in wanted if t is not None]
+    out = [sanity_check(m, gate.min_margin_over_chance, baseline.num_classes)]
+    if gate.min_accuracy is not None:
+        out.append(check("accuracy", m.accuracy, gate.min_accuracy, "min", _PLAIN["accuracy"]))
+    for limit, bound in ((gate.min_metric, "min"), (gate.max_metric, "max")):
+        if limit is not None:
+            out.append(check(name, value, limit, bound,  # type: ignore[arg-type]
+                             lambda v: units.show_value(v, m.percent)))
+    out += _drops(gate, m, baseline)
+    return out + [check(k, v, t, b, _PLAIN[k]) for k, v, t, b in wanted if t is not None]
 
 
 def _decide_one(
@@ -127,7 +124,9 @@ def _decide_one(
 
 _OBJECTIVES: dict[str, Callable[[VariantMetrics], float]] = {
     "smallest_size": lambda m: m.size_bytes if m.size_bytes is not None else math.inf,
-    "highest_accuracy": lambda m: -m.accuracy if m.accuracy is not None else math.inf,
+    # "accuracy" is the primary metric here, whichever way it points (mae: the lowest).
+    "highest_accuracy": lambda m: math.inf if value_of(m) is None else
+    -value_of(m) if m.higher_is_better else value_of(m),  # type: ignore[operator]
     "lowest_latency": lambda m: m.latency.p50_ms if m.latency else math.inf,
 }
 
@@ -160,6 +159,33 @@ def decide(
         else VariantDecision(name=v.name, passed=False, reason="no metrics were recorded")
         for v in spec.variants
     ]
-    return GateResult(
-        pipeline=pipeline, decisions=decisions, selected=select(spec.publish, decisions, by_name)
-    )
+    notes = [n for m in variants for n in resolution_notes(spec.gate.merged(
+        spec.variant(m.name).gate), m)]
+    return GateResult(pipeline=pipeline, decisions=decisions,
+                      selected=select(spec.publish, decisions, by_name), notes=notes)
+
+
+def resolution_notes(gate: GateSpec, m: VariantMetrics) -> list[str]:
+    """Where the test set cannot tell a pass from a fail: a drop threshold finer than one test
+    example of an accuracy metric, or a 95% interval of the drop that straddles it."""
+    notes: list[str] = []
+    n, name = m.test_examples, units.label(m.metric)
+    limits = [(f"{name} drop", gate.max_metric_drop, m.percent)]
+    if m.metric != "accuracy":
+        limits.append(("accuracy drop", gate.max_accuracy_drop, True))
+    else:
+        limits[0] = ("accuracy drop", gate.max_metric_drop or gate.max_accuracy_drop, True)
+    for what, limit, percent in limits:
+        if not limit or m.status != "ok":
+            continue
+        if percent and n and n * limit < 1:
+            notes.append(f"{m.name}: one test example is {100 / n:.2f} pp, more than the "
+                         f"{100 * limit:.2f} pp max {what}: {n} examples cannot resolve it "
+                         f"(needs at least {math.ceil(1 / limit)})")
+        elif what.startswith(name) and m.drop_low is not None and m.drop_high is not None \
+                and m.drop_low <= limit < m.drop_high:
+            shown = units.show_drop(m.metric_drop, percent, m.drop_low, m.drop_high)
+            notes.append(f"{m.name}: the {what} {shown} straddles the max "
+                         f"{units.show_drop(limit, percent)}: the test set cannot tell a pass "
+                         "from a fail (decide_on: upper_bound asks for the worst end)")
+    return notes

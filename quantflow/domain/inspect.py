@@ -21,6 +21,8 @@ from quantflow.core.request import StepContext
 from quantflow.core.specbase import CAPABILITY_NAMES
 from quantflow.core.tfenv import quiet_native_stderr
 from quantflow.domain import signature as sig
+from quantflow.domain.feed import INDEX_DTYPES
+from quantflow.domain.models import Shapes
 from quantflow.sources import source_of
 from quantflow.variants import kinds
 
@@ -39,30 +41,53 @@ class Inspection:
     log: Path | None = None
 
 
-def _data(ctx: StepContext) -> tuple[str, tuple[int, ...], int]:
+@dataclass(frozen=True)
+class _Data:
+    """What the model is checked against: one example's shape (per input name when several),
+    each input's dtype, the classes and how many outputs the task needs."""
+
+    text: str
+    shapes: Shapes
+    dtypes: dict[str, str]
+    classes: int
+    outputs: int
+
+
+def _data(ctx: StepContext) -> _Data:
     """prepare's loader, split and calibration draw, without writing them."""
+    from quantflow.core import io
     from quantflow.domain import data
+    from quantflow.domain.models import output_units
 
-    spec = ctx.pipeline
-    x, y = data.load_raw(spec.dataset, ctx.workspace)
-    splits = data.split(spec.dataset, x, y)
-    calib = data.calibration_samples(spec.calibration, splits, ctx.workspace)
-    shape = tuple(int(d) for d in splits.x_train.shape[1:])
-    text = (f"{spec.dataset.source}: {len(splits.x_train)} train + {len(splits.x_test)} test "
-            f"examples of shape {shape} {splits.x_train.dtype}, labels 0..{splits.num_classes - 1}"
-            f", {len(calib)} calibration samples")
-    return text, shape, splits.num_classes
+    spec, task = ctx.pipeline, ctx.pipeline.evaluation.task
+    x, y = data.load_raw(spec.dataset, ctx.workspace, task)
+    splits = data.split(spec.dataset, x, y, task)
+    calib = data.calibration_samples(spec.calibration, splits, ctx.workspace, spec.dataset)
+    named = splits.x_train if isinstance(splits.x_train, dict) else {"": splits.x_train}
+    shapes = io.sample_shapes(splits.x_train)
+    what = ", ".join(f"{k + ' ' if k else ''}{tuple(int(d) for d in v.shape[1:])} {v.dtype}"
+                     for k, v in named.items())
+    labels = {"regression": f"float targets of shape {tuple(splits.y_train.shape[1:])}",
+              "binary": "labels 0/1"}.get(task, f"labels 0..{splits.num_classes - 1}")
+    text = (f"{spec.dataset.source}: {len(splits.y_train)} train + {len(splits.y_test)} test "
+            f"examples of {'shape ' if len(named) == 1 else 'inputs '}{what}, {labels}, "
+            f"{io.examples(calib)} calibration samples")
+    return _Data(text, shapes, {k: str(v.dtype) for k, v in named.items()},
+                 splits.num_classes, output_units(task, splits.num_classes, splits.y_train))
 
 
-def _signature(ctx: StepContext, shape: tuple[int, ...] | None, classes: int | None) \
-        -> sig.Signature | None:
+def _signature(ctx: StepContext, found: _Data | None) -> sig.Signature | None:
     """The model as train would get it: built (a source that trains, which needs the data's
     shape) or loaded (a user's file, read by its format)."""
     model = ctx.pipeline.model
     if model.trains:
-        if shape is None or classes is None:
+        if found is None:
             return None  # nothing to build it for; the data problem is already reported
-        return sig.of_keras(source_of(model).build(model, shape, classes, ctx.workspace))
+        from quantflow.domain.models import check_trainable
+
+        check_trainable(found.shapes)
+        return sig.of_keras(source_of(model).build(model, found.shapes, found.outputs,
+                                                   ctx.workspace))
     fmt, rel = getattr(model, "kind", "keras2"), model.files().get("path", "")
     if fmt == "saved_model":
         return sig.of_saved_model(rel, ctx.workspace / rel, model.signature_key())
@@ -73,23 +98,44 @@ def _signature(ctx: StepContext, shape: tuple[int, ...] | None, classes: int | N
     return sig.of_keras(_loaders.load_keras(rel, fmt, ctx.workspace))
 
 
-def _fit(found: sig.Signature, shape: tuple[int, ...], classes: int) -> list[str]:
+def _fit(found: sig.Signature, data: _Data, output: str | None) -> list[str]:
     """Every way the data cannot be fed to the model or scored by it."""
-    from quantflow.domain.models import check_shapes
+    from quantflow.domain.models import check_inputs, check_shapes
 
-    if len(found.inputs) != 1 or len(found.outputs) != 1:
-        return [f"quantflow needs one input and one output; the model has "
-                f"{len(found.inputs)} and {len(found.outputs)}"]
-    (inp,), (out,) = found.inputs, found.outputs
     problems = []
-    for args in ((inp.shape, (None,), shape, 0), ((None,), out.shape, (), classes)):
+    try:
+        check_inputs({t.name: t.shape for t in found.inputs}, data.shapes)
+    except UserError as exc:
+        problems.append(str(exc))
+    outs = {t.name: t for t in found.outputs}
+    if output is not None and output not in outs:
+        problems.append(f"evaluation.output {output!r}: the model has no such output; it has "
+                        f"{', '.join(sorted(outs))}")
+    elif output is None and len(outs) != 1:
+        problems.append(f"the model has {len(outs)} outputs ({', '.join(sorted(outs))}); set "
+                        "evaluation.output to the one holding the prediction")
+    else:
         try:
-            check_shapes(*args)
+            check_shapes((None,), outs[output or next(iter(outs))].shape, (), data.outputs)
         except UserError as exc:
             problems.append(str(exc))
-    if inp.dtype != "float32":
-        problems.append(f"the model's input {inp.name!r} is {inp.dtype}; quantflow feeds it "
-                        "the prepared float32 data")
+    return problems + _dtype_problems(found, data)
+
+
+def _dtype_problems(found: sig.Signature, data: _Data) -> list[str]:
+    """A float input takes any data (cast); an integer one (token ids) needs integer data,
+    which prepare keeps only with normalize: none."""
+    one = len(found.inputs) == 1
+    problems = []
+    for t in found.inputs:
+        given = data.dtypes.get(t.name) or (next(iter(data.dtypes.values())) if one else None)
+        if t.dtype == "float32" or given is None or (t.dtype in INDEX_DTYPES
+                                                     and "int" in given):
+            continue
+        hint = ("; integer token ids stay integer with dataset.normalize: none"
+                if t.dtype in INDEX_DTYPES else "")
+        problems.append(f"the model's input {t.name!r} is {t.dtype}; quantflow feeds it the "
+                        f"prepared {given} data{hint}")
     return problems
 
 
@@ -128,21 +174,23 @@ def inspect_pipeline(ctx: StepContext) -> Inspection:
     start = time.perf_counter()
     found = Inspection(ctx.name)
     errors: list[BaseException] = []
-    shape: tuple[int, ...] | None = None
+    data: _Data | None = None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            found.data, shape, found.classes = _data(ctx)
+            data = _data(ctx)
+            found.data, found.classes = data.text, data.classes
         except UserError as exc:
             found.problems.append(f"data: {exc}")
         try:
             with quiet_native_stderr():  # TensorFlow's C++ notices (cuInit) on first use
-                found.signature = _signature(ctx, shape, found.classes)
+                found.signature = _signature(ctx, data)
         except UserError as exc:
             found.problems.append(f"model: {exc}")
             errors += [exc] if exc.__cause__ is not None else []
-    if found.signature is not None and shape is not None and found.classes is not None:
-        found.problems += [f"model: {p}" for p in _fit(found.signature, shape, found.classes)]
+    if found.signature is not None and data is not None:
+        found.problems += [f"model: {p}" for p in _fit(found.signature, data,
+                                                       ctx.pipeline.evaluation.output)]
     found.kinds, problems = _kinds(ctx)
     found.problems += problems
     found.log = _note(errors, caught, ctx.paths.lock.with_suffix(".inspect.log"))
@@ -153,7 +201,7 @@ def inspect_pipeline(ctx: StepContext) -> Inspection:
 def render(found: Inspection) -> list[str]:
     """The report a person reads: data, signature, kinds, then every problem."""
     lines = [f"{found.pipeline}:", f"  data: {found.data or 'not loaded'}"]
-    if found.classes is not None:
+    if found.classes:  # a regression has none
         lines.append(f"  classes: {found.classes}")
     if found.signature is not None:
         lines += [f"  input: {t}" for t in found.signature.inputs]

@@ -78,8 +78,10 @@ def _columns(header: list[str], ds: CsvDataset, path: Path) -> tuple[int, list[i
     return header.index(ds.label), [header.index(c) for c in wanted]
 
 
-def read_csv(ds: CsvDataset, workspace: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(x, y): x is (N, features) float32, y the integer labels of the label column."""
+def read_csv(ds: CsvDataset, workspace: Path,
+             task: str = "classification") -> tuple[np.ndarray, np.ndarray]:
+    """(x, y): x is (N, features) float32, y the label column: integer classes, or float
+    targets when ``task`` is regression."""
     path = workspace / ds.path
     try:
         with open(path, newline="", encoding="utf-8") as f:
@@ -102,9 +104,11 @@ def read_csv(ds: CsvDataset, workspace: Path) -> tuple[np.ndarray, np.ndarray]:
         if not label:
             raise DataError(f"{path}:{n}: missing label in column {ds.label!r}")
         value = _number(label, f"{path}:{n}: column {ds.label!r}")
-        if value != int(value):
-            raise DataError(f"{path}:{n}: label {label!r} is not an integer class")
-        ys.append(int(value))
+        if task != "regression" and value != int(value):
+            raise DataError(f"{path}:{n}: label {label!r} is not an integer class "
+                            "(float targets need evaluation.task: regression)")
+        ys.append(value if task == "regression" else int(value))
         xs.append([_number(row[c].strip(), f"{path}:{n}: column {header[c]!r}")
                    for c in feature_cols])
-    return np.asarray(xs, np.float32), np.asarray(ys, np.int64)
+    return np.asarray(xs, np.float32), np.asarray(ys, np.float32 if task == "regression"
+                                                  else np.int64)

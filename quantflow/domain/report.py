@@ -15,19 +15,36 @@ from typing import Any
 
 from quantflow.core.io import write_text
 from quantflow.core.results import GateResult, VariantDecision, VariantMetrics
+from quantflow.domain import units
+from quantflow.domain.gate import drop_of, value_of
 
-PLOT_COLUMNS = ["name", "kind", "accuracy", "size_bytes", "latency_p50_ms", "passed"]
 
+def plot_columns(metric: str) -> list[str]:
+    """variants.csv's columns: the primary metric under its own name (dvc.yaml's plot y)."""
+    return ["name", "kind", units.label(metric), "size_bytes", "latency_p50_ms", "passed"]
+
+
+PLOT_COLUMNS = plot_columns("accuracy")
 
 
 def _numbers(m: VariantMetrics) -> dict[str, Any]:
-    """The measured numbers of one model; unmeasured ones are left out (DVC shows '-')."""
+    """The measured numbers of one model, flat and named by the metric and its unit (drops
+    positive = worse, in pp for accuracy metrics); unmeasured ones are left out."""
+    name, drop = units.label(m.metric), units.drop_key(m.metric, m.percent)
+    fid = m.fidelity
     values = {
         "accuracy": m.accuracy,
+        name: value_of(m),
         "size_bytes": m.size_bytes,
         "compression_ratio": m.compression_ratio,
-        "accuracy_drop": m.accuracy_drop,
+        "accuracy_drop_pp": units.scaled(m.accuracy_drop, True),  # the metric's, if accuracy
+        drop: units.scaled(drop_of(m), m.percent),
+        f"{drop}_low": units.scaled(m.drop_low, m.percent),
+        f"{drop}_high": units.scaled(m.drop_high, m.percent),
         "relative_drop": m.relative_drop,
+        "agreement_pct": fid.agreement_pct if fid else None,
+        "output_rmse": fid.output_rmse if fid else None,
+        "sqnr_db": fid.sqnr_db if fid else None,
         "latency_p50_ms": m.latency.p50_ms if m.latency else None,
         "latency_p95_ms": m.latency.p95_ms if m.latency else None,
     }
@@ -57,11 +74,11 @@ def write_plot(
     passed = {d.name: d.passed for d in gate.decisions}
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(PLOT_COLUMNS)
+    writer.writerow(plot_columns(baseline.metric))
     for m in [baseline, *variants]:
         ok = "" if m is baseline else str(passed.get(m.name, False)).lower()
         p50 = m.latency.p50_ms if m.latency else None
-        row = [m.name, m.kind, m.accuracy, m.size_bytes, p50, ok]
+        row = [m.name, m.kind, value_of(m), m.size_bytes, p50, ok]
         writer.writerow(["" if v is None else v for v in row])
     return write_text(path, buf.getvalue())
 
@@ -82,8 +99,11 @@ def _row(m: VariantMetrics, d: VariantDecision | None) -> str:
         m.kind,
         _cell(m.size_bytes, "{:,}"),
         _cell(m.compression_ratio, "{:.2f}x"),
-        _cell(m.accuracy, "{:.4f}"),
-        _cell(m.accuracy_drop, "{:+.4f}"),
+        units.show_value(value_of(m), m.percent),
+        _cell(None if drop_of(m) is None else
+              units.show_drop(drop_of(m), m.percent, m.drop_low, m.drop_high)),
+        _cell(m.fidelity and m.fidelity.agreement_pct, "{:.2f}%"),
+        _cell(m.fidelity and m.fidelity.sqnr_db, "{:.1f}"),
         _cell(lat and lat.p50_ms, "{:.3f}"),
         _cell(lat and lat.p95_ms, "{:.3f}"),
         _cell(lat and lat.threads),
@@ -106,10 +126,16 @@ def render_report(
     lines = [f"# Quantization report: {pipeline}", ""]
     if description:
         lines += [description, ""]
+    name = units.label(baseline.metric)
+    unit = " (pp, 95% CI)" if baseline.percent else " (95% CI)"
     lines += [
-        "| variant | kind | size (bytes) | ratio | accuracy | drop | p50 ms | p95 ms | threads "
-        "| in/out | status | gate |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|---|",
+        f"Task: {baseline.task}; metric: {name}, "
+        f"{'higher' if baseline.higher_is_better else 'lower'} is better; drop: positive = "
+        "worse than float.",
+        "",
+        f"| variant | kind | size (bytes) | ratio | {name} | drop{unit} | agreement | SQNR dB "
+        "| p50 ms | p95 ms | threads | in/out | status | gate |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|",
         _row(baseline, None),
         *(_row(m, decisions.get(m.name)) for m in variants),
         "",
@@ -121,6 +147,9 @@ def render_report(
     for d in gate.decisions:
         lines.append(f"- **{d.name}**: {'passed' if d.passed else 'FAILED'} - {_cell(d.reason)}")
         lines += [f"  - {'ok' if c.passed else 'FAIL'}: {_cell(c.reason)}" for c in d.checks]
+    if gate.notes:
+        lines += ["", "## What the test set cannot resolve", ""]
+        lines += [f"- {_cell(n)}" for n in gate.notes]
     failed = [m for m in [baseline, *variants] if m.status == "failed"]
     if failed:
         lines += ["", "## Failed models", ""]

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from quantflow.core import io
+from quantflow.core.errors import ModelError
 from quantflow.core.tfenv import tf_modules
 from quantflow.sources._formats import detect
 
@@ -44,3 +45,47 @@ def converter(saved_model: Path, signature: str = "serving_default") -> Any:
     """A TFLiteConverter for one signature of the SavedModel."""
     tf, _ = tf_modules()
     return tf.lite.TFLiteConverter.from_saved_model(str(saved_model), signature_keys=[signature])
+
+
+RNN_BATCH = ("the model's RNN needs a static batch size: build its Input with batch_size=1 "
+             "(or set `unroll=True` on the RNN layer)")
+
+
+def convert(converter: Any) -> bytes:
+    """Run the converter; an RNN over a dynamic batch fails deep in the converter with a
+    TensorList lowering message, which is replaced by what to change in the model."""
+    try:
+        return converter.convert()
+    except Exception as exc:
+        if "TensorList" in str(exc) or "tensor list" in str(exc):
+            raise ModelError(RNN_BATCH) from None
+        raise
+
+
+LOOP_OPS = ("While", "StatelessWhile")
+
+
+def has_loop(saved_model: Path) -> bool:
+    """Whether the SavedModel's graph holds a While loop: what a GRU/LSTM/RNN layer (not
+    unrolled) becomes. Read from saved_model.pb alone (the graph, not the weights)."""
+    tf_modules()  # TensorFlow's protobuf classes come with it
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    proto = saved_model_pb2.SavedModel()
+    proto.ParseFromString((Path(saved_model) / "saved_model.pb").read_bytes())
+    for graph in (m.graph_def for m in proto.meta_graphs):
+        nodes = [*graph.node, *(n for f in graph.library.function for n in f.node_def)]
+        if any(n.op in LOOP_OPS for n in nodes):
+            return True
+    return False
+
+
+def refuse_calibrated_loop(saved_model: Path, kind: str) -> None:
+    """Calibrated integer quantization of an RNN loop kills the process inside the TF 2.21
+    converter (a segfault, no exception to record), so it is refused before converting."""
+    if saved_model.is_dir() and has_loop(saved_model):
+        raise ModelError(
+            f"kind {kind} is not available for this model: it has an RNN loop (a GRU/LSTM/RNN "
+            "layer, a While loop in the SavedModel), and calibrated integer conversion of one "
+            "crashes the TF 2.21 converter; use dynamic_range or float16, or build the RNN "
+            "layer with unroll=True")

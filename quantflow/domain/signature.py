@@ -41,11 +41,18 @@ def _dtype(dtype: Any) -> str:
 
 
 def of_keras(model: Any) -> Signature:
-    """tf_keras and Keras 3 models both expose symbolic ``inputs``/``outputs``."""
-    def tensors(items: Any) -> tuple[Tensor, ...]:
-        return tuple(Tensor(str(getattr(t, "name", f"#{i}")), _dims(t.shape), _dtype(t.dtype))
-                     for i, t in enumerate(items or []))
-    return Signature(tensors(model.inputs), tensors(model.outputs))
+    """tf_keras and Keras 3 models both expose symbolic ``inputs``/``outputs``; they are named
+    as the exported signature will name them (``input_names``/``output_names`` where the
+    model has them: the layer names, not the tensors' ``pred/BiasAdd:0``)."""
+    def tensors(items: Any, names: Any) -> tuple[Tensor, ...]:
+        items = list(items or [])
+        names = list(names or [])
+        names = names if len(names) == len(items) else [
+            str(getattr(t, "name", f"#{i}")).split(":")[0] for i, t in enumerate(items)]
+        return tuple(Tensor(str(n), _dims(t.shape), _dtype(t.dtype))
+                     for n, t in zip(names, items, strict=True))
+    return Signature(tensors(model.inputs, getattr(model, "input_names", None)),
+                     tensors(model.outputs, getattr(model, "output_names", None)))
 
 
 def of_saved_model(rel: str, path: Path, signature: str) -> Signature:
@@ -71,6 +78,7 @@ def of_saved_model(rel: str, path: Path, signature: str) -> Signature:
 
 def of_tflite(rel: str, path: Path) -> Signature:
     """A .tflite's input and output tensors, read with LiteRT."""
+    import numpy as np
     from ai_edge_litert.interpreter import Interpreter
 
     try:
@@ -79,7 +87,10 @@ def of_tflite(rel: str, path: Path) -> Signature:
         raise ModelError(f"model.path {rel!r}: not a loadable .tflite "
                          f"({type(exc).__name__}: {str(exc)[:300]})") from exc
 
-    def tensors(details: list[dict[str, Any]]) -> tuple[Tensor, ...]:
-        return tuple(Tensor(d["name"], _dims(d["shape_signature"]), d["dtype"].__name__)
-                     for d in details)
-    return Signature(tensors(interp.get_input_details()), tensors(interp.get_output_details()))
+    from quantflow.domain.feed import ports
+
+    def tensors(details: dict[str, dict[str, Any]]) -> tuple[Tensor, ...]:
+        return tuple(Tensor(name, _dims(d["shape_signature"]), np.dtype(d["dtype"]).name)
+                     for name, d in sorted(details.items()))
+    ins, outs = ports(interp)  # by signature name, as evaluation feeds them
+    return Signature(tensors(ins), tensors(outs))

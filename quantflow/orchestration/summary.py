@@ -16,10 +16,14 @@ def print_summary(console: Console, request: RunRequest, summary: object) -> Non
     if ctx.paths.gate.exists():
         rows = table_rows(ctx)
         table = Table(title=f"{ctx.name}: variants and gate")
-        columns = ["variant", "accuracy", "drop_pp", "size_bytes", "ratio", "p50_ms", "io",
-                   "gate"]
+        first = rows[0]
+        columns = ["variant", "value", "drop", "agreement_pct", "sqnr_db", "size_bytes", "ratio",
+                   "p50_ms", "io", "gate"]
+        unit = " (pp, 95% CI)" if first["unit"] else " (95% CI)"
+        headers = {"value": f"{first['metric']}{' %' if first['unit'] else ''}",
+                   "drop": f"drop{unit}", "agreement_pct": "agree %", "sqnr_db": "SQNR dB"}
         for c in columns:
-            table.add_column(c, no_wrap=True)
+            table.add_column(headers.get(c, c), no_wrap=True)
         for r in rows:
             style = {"PASS": "green", "FAIL": "red"}.get(r["gate"], "")
             table.add_row(*["" if r[c] is None else escape(str(r[c])) for c in columns],

@@ -12,7 +12,13 @@ from typing import Any
 
 from quantflow.core.errors import ModelError
 from quantflow.core.tfenv import tf_modules
-from quantflow.domain.models import check_classes, check_input_shape, check_shapes
+from quantflow.domain.models import (
+    Shapes,
+    check_classes,
+    check_input_shape,
+    check_inputs,
+    check_shapes,
+)
 
 
 def _refuse(rel: str, what: str, exc: Exception) -> ModelError:
@@ -54,15 +60,12 @@ def load_keras(rel: str, fmt: str, workspace: Path) -> Any:
     if not isinstance(loaded, base):
         raise ModelError(f"model.path {rel!r}: a {type(loaded).__name__}, not a Keras "
                          "model (save it with model.save)")
-    if len(getattr(loaded, "inputs", None) or [0]) != 1 or \
-            len(getattr(loaded, "outputs", None) or [0]) != 1:
-        raise ModelError(f"model.path {rel!r}: quantflow needs one input and one output, "
-                         f"the model has {len(loaded.inputs)} and {len(loaded.outputs)}")
     return loaded
 
 
 def _saved_model_shapes(rel: str, path: Path, signature: str) -> tuple[Any, Any]:
-    """(input shape, output shape) of the signature, which must have one input and output."""
+    """({input name: shape}, outputs' shape) of the signature; the output shape is checked
+    against the classes only when there is one output (else evaluation.output names it)."""
     tf, _ = tf_modules()
     try:
         loaded = tf.saved_model.load(str(path))
@@ -72,12 +75,9 @@ def _saved_model_shapes(rel: str, path: Path, signature: str) -> tuple[Any, Any]
         raise ModelError(f"model.path {rel!r}: no signature {signature!r}; it has "
                          f"{', '.join(loaded.signatures) or 'none'} (set model.signature)")
     fn = loaded.signatures[signature]
-    ins = list(fn.structured_input_signature[1].values())
+    ins = {k: tuple(v.shape.as_list()) for k, v in fn.structured_input_signature[1].items()}
     outs = list(fn.structured_outputs.values())
-    if len(ins) != 1 or len(outs) != 1:
-        raise ModelError(f"model.path {rel!r}: signature {signature!r} has {len(ins)} inputs "
-                         f"and {len(outs)} outputs; quantflow needs one of each")
-    return tuple(ins[0].shape.as_list()), tuple(outs[0].shape.as_list())
+    return ins, tuple(outs[0].shape.as_list()) if len(outs) == 1 else (None,)
 
 
 def _tflite_shapes(rel: str, path: Path) -> tuple[Any, Any]:
@@ -99,7 +99,7 @@ def _tflite_shapes(rel: str, path: Path) -> tuple[Any, Any]:
 
 
 def load_checked(rel: str, fmt: str, signature: str, workspace: Path,
-                 input_shape: tuple[int, ...], classes: int) -> Any:
+                 input_shape: Shapes, classes: int) -> Any:
     """A checked Keras model, or the path of a checked SavedModel folder / .tflite file."""
     path = workspace / rel
     if fmt in ("keras2", "keras3"):
@@ -110,8 +110,9 @@ def load_checked(rel: str, fmt: str, signature: str, workspace: Path,
     if not path.exists():
         raise ModelError(f"model.path {rel!r}: not found ({path})")
     if fmt == "saved_model":
-        shapes = _saved_model_shapes(rel, path, signature)
+        ins, out = _saved_model_shapes(rel, path, signature)
+        check_inputs(ins, input_shape)
+        check_shapes((None,), out, (), classes)
     else:
-        shapes = _tflite_shapes(rel, path)
-    check_shapes(*shapes, input_shape, classes)
+        check_shapes(*_tflite_shapes(rel, path), input_shape, classes)
     return path

@@ -1,5 +1,5 @@
 """export: the float baseline. One SavedModel (every conversion starts from it) + the float
-.tflite, evaluated as the gate's reference."""
+.tflite, evaluated as the gate's reference, with its raw test outputs (outputs.npy)."""
 
 from __future__ import annotations
 
@@ -25,17 +25,21 @@ def export_model(trained: Path, saved_model: Path, float_tflite: Path,
     if savedmodel.write_saved_model(trained, saved_model) is None:
         io.write_bytes(float_tflite, trained.read_bytes())
     else:
-        io.write_bytes(float_tflite, savedmodel.converter(saved_model, signature).convert())
+        io.write_bytes(float_tflite, savedmodel.convert(savedmodel.converter(saved_model,
+                                                                       signature)))
     return time.perf_counter() - start
 
 
 def evaluate_baseline(float_tflite: Path, dataset: Path, cfg: EvaluationSpec, out: Path,
-                      latency_lock: Path | None = None) -> VariantMetrics:
+                      latency_lock: Path | None = None, outputs: Path | None = None,
+                      workspace: Path | None = None) -> VariantMetrics:
+    """The reference metrics, and (at ``outputs``) the raw test outputs variants compare to."""
     from quantflow.domain.evaluate import evaluate_tflite
 
     digest = io.sha256_file(float_tflite)  # the bytes this evaluation measures
     metrics = evaluate_tflite(float_tflite, dataset, cfg, name="float", kind="float",
-                              latency_lock=latency_lock)
+                              latency_lock=latency_lock, save_outputs=outputs,
+                              workspace=workspace)
     metrics.sha256 = digest
     metrics.write(out)
     return metrics
@@ -47,7 +51,8 @@ def export(ctx: StepContext) -> VariantMetrics:
     seconds = export_model(p.trained, p.saved_model, p.float_tflite,
                            ctx.pipeline.model.signature_key())
     metrics = evaluate_baseline(p.float_tflite, p.dataset, ctx.pipeline.evaluation,
-                                p.baseline_metrics, latency_lock=p.lock.with_suffix(".latency"))
+                                p.baseline_metrics, latency_lock=p.lock.with_suffix(".latency"),
+                                outputs=p.float_outputs, workspace=ctx.workspace)
     metrics.convert_seconds = round(seconds, 3)
     metrics.write(p.baseline_metrics)
     return metrics

@@ -6,8 +6,8 @@ from typing import Any
 
 from quantflow.core.request import StepContext
 from quantflow.core.results import GateResult, VariantMetrics
-from quantflow.domain import report
-from quantflow.domain.gate import decide
+from quantflow.domain import report, units
+from quantflow.domain.gate import decide, drop_of, value_of
 
 # strategy and objective (publish) pick what gets selected.
 READS = ("description", "gate", "variants.*.gate", "publish")
@@ -52,10 +52,19 @@ def table_rows(ctx: StepContext) -> list[dict[str, Any]]:
     rows = []
     for m in [baseline, *variants]:
         d = decisions.get(m.name)
+        name, drop = units.label(m.metric), units.drop_key(m.metric, m.percent)
+        value, fid = units.scaled(value_of(m), m.percent), m.fidelity
         rows.append({
             "variant": m.name, "kind": m.kind, "status": m.status,
-            "accuracy": None if m.accuracy is None else round(m.accuracy, 4),
-            "drop_pp": None if m.accuracy_drop is None else round(100 * m.accuracy_drop, 2),
+            "metric": name,
+            "value": None if value is None else round(value, 4),
+            "unit": "%" if m.percent else "",
+            "drop": None if drop_of(m) is None else
+            units.show_drop(drop_of(m), m.percent, m.drop_low, m.drop_high),
+            "drop_key": drop,
+            "agreement_pct": None if fid is None or fid.agreement_pct is None else
+            round(fid.agreement_pct, 2),
+            "sqnr_db": None if fid is None else round(fid.sqnr_db, 1),
             "size_bytes": m.size_bytes,
             "ratio": None if m.compression_ratio is None else round(m.compression_ratio, 2),
             "p50_ms": None if m.latency is None else round(m.latency.p50_ms, 4),

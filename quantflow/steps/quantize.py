@@ -39,6 +39,7 @@ def _test_faults(variant_name: str) -> None:
 
 def quantize(ctx: StepContext, variant_name: str) -> VariantMetrics:
     from quantflow.domain.evaluate import evaluate_tflite
+    from quantflow.domain.savedmodel import refuse_calibrated_loop
 
     p, spec = ctx.paths, ctx.pipeline
     variant = spec.variant(variant_name)
@@ -51,13 +52,15 @@ def quantize(ctx: StepContext, variant_name: str) -> VariantMetrics:
     baseline = VariantMetrics.read(p.baseline_metrics)
     start = time.perf_counter()
     try:
+        if variant.needs_calibration:
+            refuse_calibrated_loop(p.saved_model, variant.kind)
         converter(variant.kind)(inputs, variant, out)
         converted = time.perf_counter() - start
         _test_faults(variant_name)
         digest = sha256_file(out)  # the bytes handed to evaluation; publish checks them
         metrics = evaluate_tflite(out, p.dataset, spec.evaluation, name=variant.name,
-                                  kind=variant.kind, float_size=baseline.size_bytes,
-                                  float_accuracy=baseline.accuracy,
+                                  kind=variant.kind, baseline=baseline,
+                                  float_outputs=p.float_outputs, workspace=ctx.workspace,
                                   latency_lock=p.lock.with_suffix(".latency"), variant=variant)
         metrics.convert_seconds = round(converted, 3)
         metrics.sha256 = digest

@@ -13,12 +13,13 @@ from quantflow.core.request import StepContext
 from quantflow.core.results import Result
 from quantflow.core.specbase import ModelBase, TrainSpec
 from quantflow.core.tfenv import tf_modules
-from quantflow.domain.models import classification_loss, optimizer
+from quantflow.domain.models import check_trainable, optimizer, output_units, task_loss
 from quantflow.sources import source_of
 
 log = logging.getLogger("quantflow.train")
 
-READS = ("model", "train")
+# evaluation.task: the output head (classes, one sigmoid, the targets' width) and the loss.
+READS = ("model", "train", "evaluation.task")
 
 
 def _progress(keras: Any, epochs: int) -> Any:
@@ -41,22 +42,27 @@ class TrainInfo(Result):
 
 
 def train_model(dataset: Path, model_spec: ModelBase, cfg: TrainSpec, out: Path,
-                workspace: Path) -> TrainInfo:
+                workspace: Path, task: str = "classification") -> TrainInfo:
     """Fit (or only load) the model and save it at ``out``: a .keras file (Keras 2 or 3), or
     a copy of the user's SavedModel folder / .tflite file."""
     _, keras = tf_modules()
     prepared = io.load_dataset(dataset)
-    x, y, classes = prepared.x_train, prepared.y_train, prepared.num_classes
+    x, y = prepared.x_train, prepared.y_train
+    classes = output_units(task, prepared.num_classes, y)
+    if task != "classification":  # one column per output, as the model's output is shaped
+        y = y.reshape(len(y), -1).astype("float32")
     start = time.perf_counter()
     history: dict[str, list[float]] = {}
+    shapes = io.sample_shapes(x)
     if model_spec.trains:
+        check_trainable(shapes)
         keras.utils.set_random_seed(cfg.seed)  # before build: it seeds the initial weights
-    model = source_of(model_spec).build(model_spec, tuple(x.shape[1:]), classes, workspace)
+    model = source_of(model_spec).build(model_spec, shapes, classes, workspace)
     if isinstance(model, Path):  # a checked SavedModel folder or .tflite: handed on as is
         return _hand_over(model, out, time.perf_counter() - start)
     if model_spec.trains:
-        model.compile(optimizer=optimizer(cfg), loss=classification_loss(model),
-                      metrics=["accuracy"])
+        loss, shown = task_loss(task, model)
+        model.compile(optimizer=optimizer(cfg), loss=loss, metrics=shown)
         fit = model.fit(x, y, epochs=cfg.epochs, batch_size=cfg.batch_size,
                         validation_split=cfg.validation_split, verbose=0, shuffle=True,
                         callbacks=[_progress(keras, cfg.epochs)])
@@ -81,7 +87,7 @@ def _hand_over(source: Path, out: Path, seconds: float) -> TrainInfo:
 def train(ctx: StepContext) -> TrainInfo:
     p = ctx.paths
     info = train_model(p.dataset, ctx.pipeline.model, ctx.pipeline.train, p.trained,
-                       ctx.workspace)
+                       ctx.workspace, ctx.pipeline.evaluation.task)
     info.write(p.train_info)
     return info
 

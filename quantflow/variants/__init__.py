@@ -33,7 +33,7 @@ class ConvertInputs:
 
     trained: Path  # train's output (a tf_keras .keras file when the source is Keras 2)
     saved_model: Path  # export's SavedModel: every converter kind converts from it
-    calibration: Path  # .npz with key "x": float32 representative inputs
+    calibration: Path  # .npz: key "x" (one input) or "x.<input name>"; see core.io
     dataset: Path  # .npz with x_train, y_train, x_test, y_test (normalised float32 / int64)
     train: TrainSpec  # training settings (QAT fine-tunes with them)
     signature: str = "serving_default"  # the SavedModel signature to convert

@@ -9,14 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from quantflow.core.specbase import INTEGER_IO
 from quantflow.core.tfenv import tf_modules
 from quantflow.variants import ConvertInputs
-
-if TYPE_CHECKING:
-    import numpy as np
 
 
 def load_model(inputs: ConvertInputs) -> Any:
@@ -47,19 +44,34 @@ def keras_converter(model: Any) -> Any:
     return tf.lite.TFLiteConverter.from_keras_model(model)
 
 
-def representative_dataset(calibration: Path) -> Callable[[], Iterator[list[np.ndarray]]]:
+def input_dtypes(saved_model: Path, signature: str) -> dict[str, Any]:
+    """{input name: numpy dtype} of the signature the converter converts: calibration data is
+    cast to them, since the calibrator feeds arrays as they come (an int64 token id array
+    into an int32 input, or uint8 pixels into a float one, would fail)."""
+    tf, _ = tf_modules()
+    fn = tf.saved_model.load(str(saved_model)).signatures[signature]
+    return {k: v.dtype.as_numpy_dtype for k, v in fn.structured_input_signature[1].items()}
+
+
+def representative_dataset(inputs: ConvertInputs) -> Callable[[], Iterator[Any]]:
     """A generator factory over the calibration samples, one at a time with a batch dim of 1.
 
     One sample per call matches the converter's calibration loop, which feeds each yielded
-    list as the model's inputs for a single invocation.
+    item as the model's inputs for a single invocation: a list for a one-input model, a dict
+    by signature input name for several. Integer inputs (token ids) are fed as they are.
     """
     from quantflow.core import io
 
-    x = io.load_calibration(calibration)
+    x = io.load_calibration(inputs.calibration)
+    dtypes = input_dtypes(inputs.saved_model, inputs.signature)
 
-    def gen() -> Iterator[list[np.ndarray]]:
-        for i in range(len(x)):
-            yield [x[i : i + 1]]
+    def gen() -> Iterator[Any]:
+        for i in range(io.examples(x)):
+            if isinstance(x, dict):
+                yield {k: v[i : i + 1].astype(dtypes.get(k, v.dtype)) for k, v in x.items()}
+            else:
+                dtype = next(iter(dtypes.values())) if len(dtypes) == 1 else x.dtype
+                yield [x[i : i + 1].astype(dtype)]
 
     return gen
 
@@ -67,8 +79,9 @@ def representative_dataset(calibration: Path) -> Callable[[], Iterator[list[np.n
 def write_tflite(converter: Any, out: Path) -> Path:
     """Convert and write the model atomically: a failed or killed conversion leaves no file."""
     from quantflow.core import io
+    from quantflow.domain.savedmodel import convert
 
-    return io.write_bytes(out, converter.convert())
+    return io.write_bytes(out, convert(converter))
 
 
 def set_io_type(converter: Any, io_type: str) -> None:

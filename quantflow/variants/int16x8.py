@@ -40,7 +40,7 @@ def convert(inputs: ConvertInputs, variant: Int16x8Variant, out: Path) -> Path:
     ops = tf.lite.OpsSet
     converter = saved_model_converter(inputs)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = representative_dataset(inputs.calibration)
+    converter.representative_dataset = representative_dataset(inputs)
     supported = [ops.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
     if variant.allow_float_fallback:
         supported.append(ops.TFLITE_BUILTINS)

@@ -40,7 +40,7 @@ def convert(inputs: ConvertInputs, variant: Int8Variant, out: Path) -> Path:
     tf, _ = tf_modules()
     converter = saved_model_converter(inputs)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = representative_dataset(inputs.calibration)
+    converter.representative_dataset = representative_dataset(inputs)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     set_io_type(converter, variant.io_type)
     return write_tflite(converter, out)

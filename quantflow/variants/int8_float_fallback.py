@@ -37,5 +37,5 @@ def convert(inputs: ConvertInputs, variant: Int8FloatFallbackVariant, out: Path)
     tf, _ = tf_modules()
     converter = saved_model_converter(inputs)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = representative_dataset(inputs.calibration)
+    converter.representative_dataset = representative_dataset(inputs)
     return write_tflite(converter, out)

@@ -80,7 +80,7 @@ def convert(inputs: ConvertInputs, variant: QatVariant, out: Path) -> Path:
     converter = keras_converter(fine_tune(inputs, variant))
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if variant.needs_calibration:
-        converter.representative_dataset = representative_dataset(inputs.calibration)
+        converter.representative_dataset = representative_dataset(inputs)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         set_io_type(converter, variant.io_type)
     return write_tflite(converter, out)

@@ -21,6 +21,7 @@ from quantflow.core import io
 from quantflow.core.paths import pipeline_paths
 from quantflow.core.spec import PipelineSpec, Spec, dataset_files
 from quantflow.core.stages import stage_name
+from quantflow.metrics import TASK_DEFAULTS
 from quantflow.steps import declared_reads
 from quantflow.versioning import dvcfile, toolchain
 
@@ -46,6 +47,7 @@ class Stage:
     records: list[str] = field(default_factory=list)  # outs kept out of the DVC cache (git's)
     metrics: list[str] = field(default_factory=list)
     plots: list[str] = field(default_factory=list)
+    plot_y: str = "accuracy"  # the primary metric's column of variants.csv
 
     @property
     def toolchain(self) -> list[str]:
@@ -68,9 +70,10 @@ class Stage:
         if self.metrics:
             out["metrics"] = [{m: {"cache": False}} for m in self.metrics]
         if self.plots:
+            y = self.plot_y
             out["plots"] = [{p: {"cache": False, "template": PLOT_TEMPLATE, "x": "size_bytes",
-                                 "y": "accuracy", "title": f"{self.pipeline}: accuracy vs size",
-                                 "x_label": "size (bytes)", "y_label": "test accuracy"}}
+                                 "y": y, "title": f"{self.pipeline}: {y} vs size",
+                                 "x_label": "size (bytes)", "y_label": f"test {y}"}}
                             for p in self.plots]
         return out
 
@@ -159,19 +162,21 @@ def pipeline_stages(spec: Spec, name: str) -> list[Stage]:
               outs=[_rel(p.trained), _rel(p.train_info)]),
         Stage(stage_name("export", name), "export", name, deps=[_rel(p.trained), _rel(p.dataset)],
               params=stage_params(key, pipe, "export"),
-              outs=[_rel(p.saved_model), _rel(p.float_tflite), _rel(p.baseline_metrics)]),
+              outs=[_rel(p.saved_model), _rel(p.float_tflite), _rel(p.baseline_metrics),
+                    _rel(p.float_outputs)]),
     ]
     for i, v in enumerate(pipe.variants):
         stages.append(Stage(
             stage_name("quantize", name, v.name), "quantize", name, v.name, v.kind,
             deps=[_rel(p.trained), _rel(p.saved_model), _rel(p.calibration), _rel(p.dataset),
-                  _rel(p.baseline_metrics)],
+                  _rel(p.baseline_metrics), _rel(p.float_outputs)],
             params=stage_params(key, pipe, "quantize", i),
             outs=[variant_dirs[i]]))
     stages.append(Stage(
         stage_name("gate", name), "gate", name, deps=[_rel(p.baseline_metrics), *variant_dirs],
         params=stage_params(key, pipe, "gate"),
-        outs=[_rel(p.gate), _rel(p.report)], metrics=[_rel(p.metrics)], plots=[_rel(p.plot)]))
+        outs=[_rel(p.gate), _rel(p.report)], metrics=[_rel(p.metrics)], plots=[_rel(p.plot)],
+        plot_y=(pipe.evaluation.metric or TASK_DEFAULTS[pipe.evaluation.task]).rpartition(":")[2]))
     stages.append(Stage(
         stage_name("publish", name), "publish", name,
         deps=[_rel(p.gate), _rel(p.prepare_info), _rel(p.baseline_metrics), *variant_dirs],

@@ -18,17 +18,18 @@ def test_every_module_of_the_package_is_a_metric() -> None:
     assert sorted(metrics()) == modules
     for m in metrics().values():
         assert isinstance(m.higher_is_better, bool) and m.tasks
-        assert list(inspect.signature(m.compute).parameters) == ["y_true", "outputs"]
+        assert list(inspect.signature(m.compute).parameters)[:2] == ["y_true", "outputs"]
+        assert m.tasks <= {"classification", "binary", "regression"}
 
 
 def test_accuracy_is_the_default_and_is_top_1() -> None:
     acc = metric()
     assert acc is metric(DEFAULT) and acc.name == "accuracy"
-    assert acc.higher_is_better and acc.tasks == {"classification"}
+    assert acc.higher_is_better and acc.tasks == {"classification", "binary"}
     outputs = np.array([[0.1, 0.9], [2.0, -1.0], [0.0, 3.0]], np.float32)
     assert acc.compute(np.array([1, 1, 1]), outputs) == 2 / 3
 
 
 def test_unknown_metric_names_the_known_ones() -> None:
-    with pytest.raises(KeyError, match="no metric 'f1'; known: accuracy"):
+    with pytest.raises(KeyError, match="no metric 'f1'; known: accuracy, auc"):
         metric("f1")
