@@ -16,7 +16,7 @@ import os
 import secrets
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -27,7 +27,10 @@ from quantflow.core.results import GateResult, PublishRecord, Result
 
 MANIFEST = "manifest.json"
 LOCK = ".publish.lock"
-_RESERVED = {"pipeline", "version", "created", "files", "gate"}
+_RESERVED = {"pipeline", "version", "created", "files", "gate", "attachments"}
+# (version, the model entries) -> {file name: bytes}: documents published beside the models
+# (report.html), listed under "attachments" with their sha256 so `verify` checks them too.
+Attach = Callable[[str, dict[str, Any]], dict[str, bytes]]
 
 
 
@@ -84,13 +87,15 @@ def _build(
     gate: GateResult,
     files: dict[str, Path],
     extra: dict[str, Any],
+    attach: Attach | None = None,
 ) -> list[str]:
-    """Fill the temp folder with the selected files and their manifest."""
+    """Fill the temp folder with the selected files, the attachments and their manifest."""
     entries = {}
     for name in gate.selected:
         dst = tmp / f"{name}.tflite"
         digest = _copy(files[name], dst)
         entries[dst.name] = {"variant": name, "sha256": digest, "size_bytes": dst.stat().st_size}
+    attached = _attach(tmp, attach(version, entries) if attach else {})
     manifest = {
         **extra,
         "pipeline": pipeline,
@@ -98,6 +103,7 @@ def _build(
         "created": datetime.now(UTC).isoformat(),
         "files": entries,
         "gate": gate.model_dump(mode="json"),
+        **({"attachments": attached} if attached else {}),
     }
     with open(tmp / MANIFEST, "x") as f:
         json.dump(manifest, f, indent=2, sort_keys=True)
@@ -106,6 +112,20 @@ def _build(
     os.chmod(tmp, 0o755)  # mkdtemp makes 0700; published versions are for every reader
     fsync_dir(tmp)
     return sorted(entries)
+
+
+def _attach(tmp: Path, files: dict[str, bytes]) -> dict[str, dict[str, Any]]:
+    """Write each attachment (fsynced) and return its manifest entry."""
+    out = {}
+    for name, data in files.items():
+        if Path(name).name != name or name == MANIFEST or (tmp / name).exists():
+            raise ValueError(f"attachment name {name!r} must be a new plain file name")
+        with open(tmp / name, "xb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        out[name] = {"sha256": hashlib.sha256(data).hexdigest(), "size_bytes": len(data)}
+    return out
 
 
 def _point_alias(folder: Path, alias: str, version: str) -> None:
@@ -142,6 +162,7 @@ def publish(
     registry: Path,
     alias: str,
     manifest_extra: dict[str, Any],
+    attach: Attach | None = None,
 ) -> PublishRecord:
     """Publish the gate's selection as a new immutable version and move the alias to it.
 
@@ -165,7 +186,7 @@ def publish(
         final: Path | None = None
         try:
             version = _new_version(registry)
-            names = _build(tmp, pipeline, version, gate, files, manifest_extra)
+            names = _build(tmp, pipeline, version, gate, files, manifest_extra, attach)
             os.rename(tmp, registry / version)
             final = registry / version
             _point_alias(registry, alias, version)
@@ -221,7 +242,7 @@ def resolve_alias(registry_pipeline_dir: Path, alias: str) -> str | None:
 def _read_listing(vdir: Path) -> dict[str, Any]:
     """The manifest's file table; raises ValueError unless every entry is a plain file name."""
     manifest = json.loads((vdir / MANIFEST).read_text())
-    listed = manifest["files"]
+    listed = {**manifest["files"], **manifest.get("attachments", {})}
     if manifest.get("version") != vdir.name:
         raise ValueError(f"manifest is for version {manifest.get('version')!r}")
     if not all(isinstance(e, dict) and Path(n).name == n != MANIFEST for n, e in listed.items()):

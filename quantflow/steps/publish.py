@@ -13,7 +13,7 @@ from typing import Any
 from quantflow.core.request import StepContext
 from quantflow.core.results import GateResult, PublishRecord
 from quantflow.core.tfenv import versions
-from quantflow.domain import registry
+from quantflow.domain import registry, report_page
 from quantflow.steps.gate import load_metrics
 from quantflow.steps.prepare import PrepareInfo
 from quantflow.versioning import dvc
@@ -53,9 +53,12 @@ def publish(ctx: StepContext) -> PublishRecord:
     p = ctx.paths
     gate = GateResult.read(p.gate)
     files = {name: p.variant_tflite(name) for name in gate.selected}
+    extra = manifest_extra(ctx, gate)
+    page = report_page.Attachment(ctx, extra)  # report.html, published beside the models
     record = registry.publish(ctx.name, gate, files, p.registry, ctx.pipeline.publish.alias,
-                              manifest_extra(ctx, gate))
+                              extra, attach=page)
     record.write(p.publish_record)
+    page.finish(record)
     if record.status == "published":
         problem = dvc.push_outputs(ctx.workspace, [p.calibration, *(
             p.variant_dir(n) for n in gate.selected)])
