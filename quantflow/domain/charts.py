@@ -160,24 +160,27 @@ def _overlaps(a: Box, b: Box) -> bool:
 def place_labels(points: list[tuple[float, float, str]], bounds: Box,
                  avoid: list[Box] | None = None) -> list[tuple[float, float, str, str]]:
     """(x, y, anchor, text) per point: the first spot around it, nearest first, whose label
-    overlaps no label placed before, no marker and stays in the plot (far spots get a leader
-    line from the caller); a point with no free spot keeps the first."""
-    taken = list(avoid or []) + [(x - 11, y - 11, x + 11, y + 11) for x, y, _ in points]
+    overlaps no label placed before, no marker and stays in bounds (far spots get a leader
+    line from the caller); with no free spot, the one that overlaps least."""
+    marks = [(x - 11, y - 11, x + 11, y + 11) for x, y, _ in points]
+    taken = list(avoid or [])
     out = []
-    for x, y, s in points:
+    for i, (x, y, s) in enumerate(points):
+        others = taken + marks[:i] + marks[i + 1:]  # its own marker is what it labels
         w, h = 0.62 * FONT * len(s), FONT
-        spots = [(9, 4, "start"), (-9, 4, "end"), (0, -11, "middle"), (0, 19, "middle"),
-                 (9, -9, "start"), (9, 17, "start"), (-9, -9, "end"), (-9, 17, "end"),
-                 *((0, dy, "middle") for dy in (-25, 33, -39, 47, -53, 61))]
-        chosen = spots[0]
-        for dx, dy, anchor in spots:
+        spots = [(13, 4, "start"), (-13, 4, "end"), (0, -14, "middle"), (0, 24, "middle"),
+                 (11, -10, "start"), (11, 19, "start"), (-11, -10, "end"), (-11, 19, "end"),
+                 *((0, dy, "middle") for dy in (-25, 33, -39, 47, -53, 61)),
+                 *((2, dy, "start") for dy in (33, 47, 61, -25, -39))]
+        scored = []
+        for k, (dx, dy, anchor) in enumerate(spots):
             x0 = x + dx - (w if anchor == "end" else w / 2 if anchor == "middle" else 0)
             box = (x0, y + dy - h, x0 + w, y + dy + 2)
-            inside = box[0] >= bounds[0] and box[2] <= bounds[2] and box[1] >= bounds[1] \
-                and box[3] <= bounds[3]
-            if inside and not any(_overlaps(box, t) for t in taken):
-                chosen = (dx, dy, anchor)
-                taken.append(box)
-                break
+            outside = not (box[0] >= bounds[0] and box[2] <= bounds[2] and box[1] >= bounds[1]
+                           and box[3] <= bounds[3])
+            scored.append((100 * outside + sum(_overlaps(box, t) for t in others), k, box))
+        _, k, box = min(scored)  # the nearest free spot, else the least crowded one
+        chosen = spots[k]
+        taken.append(box)
         out.append((x + chosen[0], y + chosen[1], chosen[2], s))
     return out

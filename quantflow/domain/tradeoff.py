@@ -105,7 +105,7 @@ def scatter(base: VariantMetrics, variants: list[VariantMetrics], gate: GateResu
             svg.marker("front", x, y)
         svg.add("</g>")
     for (px, py), (x, y, anchor, s) in zip(coords.values(), place_labels(
-            [(*coords[n], n) for n, _, _ in pts], (left, top, right, bottom), avoid),
+            [(*coords[n], n) for n, _, _ in pts], (left, 4, right, bottom), avoid),
             strict=True):
         if abs(y - py) > 20:
             svg.line(px, py, x, y - 10 if y > py else y + 2, MUTED, width=0.8)
