@@ -210,6 +210,21 @@ def init(folder: Annotated[Path, typer.Argument(help="Project folder.")] = Path(
         out.print(line, markup=False)
 
 
+@app.command()
+def report(pipelines: Annotated[list[str] | None, typer.Argument(help="Default: all.")] = None,
+           spec: SpecOpt = Path("pipelines.yaml"),
+           open_: Annotated[bool, typer.Option("--open", help="Open it in a browser.")] = False
+           ) -> None:
+    """Re-render artifacts/<pipeline>/report.html from the artifacts; runs nothing."""
+    from quantflow.orchestration.reportcmd import render_reports
+
+    try:
+        loaded = load_spec(spec, pipelines=[])  # the artifacts are read, not the data
+    except SpecError as exc:
+        _fail_spec(exc)
+    raise typer.Exit(render_reports(loaded.spec, spec, pipelines or [], open_, out, err))
+
+
 @app.command("dvc")
 def dvc_yaml(spec: SpecOpt = Path("pipelines.yaml"),
              check: Annotated[bool, typer.Option(help="Exit 1 if dvc.yaml is out of date.")]

@@ -104,6 +104,10 @@ def gate(ctx: StepContext, failed: dict[str, str] | None = None) -> GateResult:
                                                 "PASS" if d.passed else "FAIL", d.reason)
     create_table_artifact(key=_key(ctx.name, "gate"), table=step.table_rows(ctx),
                           description=f"quantflow variants and gate results for {ctx.name}")
+    from quantflow.domain.report_page import markdown
+
+    create_markdown_artifact(key=_key(ctx.name, "tradeoff"), markdown=markdown(ctx),
+                             description=f"{ctx.name}: metric against size, gate thresholds")
     return result
 
 

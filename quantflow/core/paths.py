@@ -104,6 +104,16 @@ class PipelinePaths:
     def plot(self) -> Path:
         return self.root / "variants.csv"
 
+    @property
+    def report_html(self) -> Path:
+        """The self-contained page (charts inline); also copied into each published version."""
+        return self.root / "report.html"
+
+    @property
+    def latency_plot(self) -> Path:
+        """p50/p95 per model, long format (one bar per row) for DVC's bar_horizontal."""
+        return self.root / "latency.csv"
+
     # publish
     @property
     def publish_record(self) -> Path:

@@ -9,9 +9,10 @@ are published, and the same bytes under the same decisions are not published twi
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -32,12 +33,16 @@ from quantflow.domain.store import (  # noqa: F401 - the registry's reading API,
     swap_in,
 )
 
-_RESERVED = {"pipeline", "version", "created", "files", "gate"}
+_RESERVED = {"pipeline", "version", "created", "files", "gate", "attachments"}
+# (version, the model entries) -> {file name: bytes}: documents published beside the models
+# (report.html), listed under "attachments" with their sha256 so `verify` checks them too.
+Attach = Callable[[str, dict[str, Any]], dict[str, bytes]]
 
 
 def _build(tmp: Path, pipeline: str, version: str, gate: GateResult, files: dict[str, Path],
-           digests: dict[str, str], extra: dict[str, Any]) -> list[str]:
-    """Fill the temp folder with the selected files and their manifest.
+           digests: dict[str, str], extra: dict[str, Any], attach: Attach | None = None) \
+        -> list[str]:
+    """Fill the temp folder with the selected files, the attachments and their manifest.
 
     The manifest records the hash of the bytes written, and those must be the bytes checked
     before the lock (``_hash_selection``): a file swapped in between is refused, not shipped.
@@ -49,6 +54,7 @@ def _build(tmp: Path, pipeline: str, version: str, gate: GateResult, files: dict
         if digest != digests[name]:
             raise IntegrityError(f"{name}: {files[name]} changed while it was being published")
         entries[dst.name] = {"variant": name, "sha256": digest, "size_bytes": dst.stat().st_size}
+    attached = _attach(tmp, attach(version, entries) if attach else {})
     manifest = {
         **extra,
         "pipeline": pipeline,
@@ -56,6 +62,7 @@ def _build(tmp: Path, pipeline: str, version: str, gate: GateResult, files: dict
         "created": datetime.now(UTC).isoformat(),
         "files": entries,
         "gate": gate.model_dump(mode="json"),
+        **({"attachments": attached} if attached else {}),
     }
     with open(tmp / MANIFEST, "x") as f:
         json.dump(manifest, f, indent=2, sort_keys=True)
@@ -64,6 +71,20 @@ def _build(tmp: Path, pipeline: str, version: str, gate: GateResult, files: dict
     os.chmod(tmp, 0o755)  # mkdtemp makes 0700; published versions are for every reader
     fsync_dir(tmp)
     return sorted(entries)
+
+
+def _attach(tmp: Path, files: dict[str, bytes]) -> dict[str, dict[str, Any]]:
+    """Write each attachment (fsynced) and return its manifest entry."""
+    out = {}
+    for name, data in files.items():
+        if Path(name).name != name or name == MANIFEST or (tmp / name).exists():
+            raise ValueError(f"attachment name {name!r} must be a new plain file name")
+        with open(tmp / name, "xb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        out[name] = {"sha256": hashlib.sha256(data).hexdigest(), "size_bytes": len(data)}
+    return out
 
 
 def _check_inputs(
@@ -137,6 +158,7 @@ def publish(
     alias: str,
     manifest_extra: dict[str, Any],
     evaluated: Mapping[str, str | None] | None = None,
+    attach: Attach | None = None,
 ) -> PublishRecord:
     """Publish the gate's selection as a new immutable version and move the alias to it.
 
@@ -165,7 +187,7 @@ def publish(
         version = new_version(registry)
         names = swap_in(registry, alias, version,
                          lambda tmp: _build(tmp, pipeline, version, gate, files, digests,
-                                            manifest_extra))
+                                            manifest_extra, attach))
     return PublishRecord(pipeline=pipeline, status="published", version=version,
                          path=str(registry / version), files=names, alias=alias,
                          message=f"published {', '.join(names)}")

@@ -133,7 +133,8 @@ def read_manifest(vdir: Path, version: str | None = None) -> dict[str, Any]:
     """
     try:
         manifest = json.loads((vdir / MANIFEST).read_text())
-        listed = manifest["files"]
+        # the models and the documents published beside them (report.html), all hashed
+        listed = {**manifest["files"], **(manifest.get("attachments") or {})}
         named = manifest.get("version")
         plain = all(isinstance(e, dict) and Path(n).name == n != MANIFEST
                     for n, e in listed.items())

@@ -73,7 +73,8 @@ def _check_version(report: VerifyReport, pipeline: str, vdir: Path, name: str | 
                                              kind=kind, detail=detail))  # type: ignore[arg-type]
 
     try:
-        listed = read_manifest(vdir, name)["files"]
+        manifest = read_manifest(vdir, name)
+        listed = {**manifest["files"], **(manifest.get("attachments") or {})}
     except (OSError, ValueError) as e:
         return problem("bad_manifest", vdir / MANIFEST, f"unusable manifest: {e}")
     for fname, entry in sorted(listed.items()):

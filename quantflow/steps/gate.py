@@ -6,7 +6,7 @@ from typing import Any
 
 from quantflow.core.request import StepContext
 from quantflow.core.results import GateResult, VariantMetrics
-from quantflow.domain import report, units
+from quantflow.domain import report, report_page, units
 from quantflow.domain.gate import decide, drop_of, value_of
 
 # strategy and objective (publish) pick what gets selected.
@@ -41,6 +41,7 @@ def gate(ctx: StepContext, failed: dict[str, str] | None = None) -> GateResult:
     report.write_plot(baseline, variants, result, p.plot)
     report.write_report(ctx.name, baseline, variants, result, p.report,
                         description=ctx.pipeline.description)
+    report_page.for_gate(ctx)  # report.html and latency.csv
     return result
 
 

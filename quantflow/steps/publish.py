@@ -15,7 +15,7 @@ from typing import Any
 from quantflow.core.request import StepContext
 from quantflow.core.results import GateResult, PublishRecord, VariantMetrics
 from quantflow.core.tfenv import versions
-from quantflow.domain import registry
+from quantflow.domain import registry, report_page
 from quantflow.steps.gate import load_metrics
 from quantflow.steps.prepare import PrepareInfo
 from quantflow.versioning import dvc
@@ -59,12 +59,15 @@ def publish(ctx: StepContext) -> PublishRecord:
     gate = GateResult.read(p.gate)
     baseline, variants = load_metrics(ctx)
     files = {name: p.variant_tflite(name) for name in gate.selected}
+    extra = manifest_extra(ctx, gate, baseline, variants)
+    page = report_page.Attachment(ctx, extra)  # report.html, published beside the models
     record = registry.publish(ctx.name, gate, files, p.registry, ctx.pipeline.publish.alias,
-                              manifest_extra(ctx, gate, baseline, variants),
-                              evaluated={m.name: m.sha256 for m in variants})
+                              extra, evaluated={m.name: m.sha256 for m in variants},
+                              attach=page)
     if record.path is not None:
         record.path = Path(os.path.relpath(record.path, ctx.workspace)).as_posix()
     record.write(p.publish_record)
+    page.finish(record)
     if record.status == "published":
         problem = dvc.push_outputs(ctx.workspace, [p.calibration, *(
             p.variant_dir(n) for n in gate.selected)])

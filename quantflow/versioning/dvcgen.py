@@ -26,6 +26,7 @@ from quantflow.steps import declared_reads
 from quantflow.versioning import dvcfile, toolchain
 
 PLOT_TEMPLATE = "accuracy_vs_size"  # .dvc/plots/accuracy_vs_size.json
+LATENCY_TEMPLATE = "bar_horizontal"  # DVC's own: one bar per row, revisions side by side
 HEADER = ("# Stages whose cmd is `quantflow step ...` are generated from {spec} by\n"
           "# `quantflow dvc` (one per step of each pipeline: <pipeline>-<step>[-<variant>]) and\n"
           "# rewritten on each run; edit {spec} instead. Stages of your own are kept as\n"
@@ -70,12 +71,20 @@ class Stage:
         if self.metrics:
             out["metrics"] = [{m: {"cache": False}} for m in self.metrics]
         if self.plots:
-            y = self.plot_y
-            out["plots"] = [{p: {"cache": False, "template": PLOT_TEMPLATE, "x": "size_bytes",
-                                 "y": y, "title": f"{self.pipeline}: {y} vs size",
-                                 "x_label": "size (bytes)", "y_label": f"test {y}"}}
-                            for p in self.plots]
+            out["plots"] = [{p: self.plot_props(p)} for p in self.plots]
         return out
+
+    def plot_props(self, path: str) -> dict[str, Any]:
+        """The scatter needs quantflow's template (labels, gate shapes); latency is a bar per
+        row, which DVC's built-in bar_horizontal draws as it is."""
+        if posixpath.basename(path) == "latency.csv":
+            return {"cache": False, "template": LATENCY_TEMPLATE, "x": "latency_ms", "y": "bar",
+                    "title": f"{self.pipeline}: latency per inference",
+                    "x_label": "latency (ms)", "y_label": "model, percentile (threads)"}
+        y = self.plot_y
+        return {"cache": False, "template": PLOT_TEMPLATE, "x": "size_bytes", "y": y,
+                "title": f"{self.pipeline}: {y} vs size", "x_label": "size (bytes)",
+                "y_label": f"test {y}"}
 
 
 def _rel(path: Path | str) -> str:
@@ -175,7 +184,8 @@ def pipeline_stages(spec: Spec, name: str) -> list[Stage]:
     stages.append(Stage(
         stage_name("gate", name), "gate", name, deps=[_rel(p.baseline_metrics), *variant_dirs],
         params=stage_params(key, pipe, "gate"),
-        outs=[_rel(p.gate), _rel(p.report)], metrics=[_rel(p.metrics)], plots=[_rel(p.plot)],
+        outs=[_rel(p.gate), _rel(p.report)], metrics=[_rel(p.metrics)],
+        plots=[_rel(p.plot), _rel(p.latency_plot)],
         plot_y=(pipe.evaluation.metric or TASK_DEFAULTS[pipe.evaluation.task]).rpartition(":")[2]))
     stages.append(Stage(
         stage_name("publish", name), "publish", name,

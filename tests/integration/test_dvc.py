@@ -32,6 +32,7 @@ GITIGNORE = """\
 !/artifacts/*/
 !/artifacts/*/metrics.json
 !/artifacts/*/variants.csv
+!/artifacts/*/latency.csv
 !/artifacts/*/publish.json
 /registry/
 /.quantflow/
