@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 import tasks
 from quantflow.core.results import PublishRecord
+from quantflow.orchestration import shutdown
 from quantflow.orchestration.plan import Plan, finish_run, for_flow, pipeline_lock, plan_run, record
 from quantflow.orchestration.taskrunner import task_runner
 
@@ -106,6 +107,7 @@ def _wire(plan: Plan) -> PublishRecord | None:
 def quantize_pipeline(target: Target,
                       options: RunOptions = RunOptions()) -> RunSummary:  # noqa: B008 - frozen
     log = get_run_logger()
+    shutdown.reclaim()  # under `quantflow run`, SIGTERM takes the same path as Ctrl-C
     _propagate_api_url()
     request, primed = for_flow(target.workspace, target.spec_file, options.overrides,
                                target.pipeline, options.force)

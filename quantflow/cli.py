@@ -11,13 +11,16 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
-from quantflow.core.errors import Exit, SpecError
+from quantflow.core.errors import Exit, SpecError, UserError
 from quantflow.core.specload import load_spec
+
+if TYPE_CHECKING:
+    from quantflow.core.request import RunRequest
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Declarative, versioned TFLite quantization pipelines.")
@@ -47,7 +50,7 @@ def validate(file: Annotated[Path, typer.Argument(help="Spec file.")] = Path("pi
     except SpecError as exc:
         _fail_spec(exc)
     names = ", ".join(f"{n} ({len(p.variants)} variants)" for n, p in loaded.spec.pipelines.items())
-    out.print(f"{file}: valid - {names}")
+    out.print(f"{file}: valid - {names}", markup=False)
 
 
 @app.command()
@@ -57,7 +60,7 @@ def schema(output: Annotated[Path, typer.Option("--output", "-o")] =
     from quantflow.core.schema import json_schema
 
     output.write_text(json.dumps(json_schema(), indent=2) + "\n")
-    out.print(f"wrote {output}")
+    out.print(f"wrote {output}", markup=False)
 
 
 @app.command()
@@ -75,7 +78,7 @@ def step(stage: Annotated[str, typer.Argument(help="prepare|train|export|quantiz
 
     if stage not in STAGES or (stage == "quantize") != (variant is not None):
         err.print(f"usage: quantflow step {{{'|'.join(STAGES)}}} PIPELINE [VARIANT]; "
-                  "VARIANT is required for quantize only")
+                  "VARIANT is required for quantize only", markup=False)
         raise typer.Exit(Exit.SPEC)
     try:
         ctx = load_request(spec.parent, spec.name, set_ or [], pipeline).step
@@ -84,8 +87,12 @@ def step(stage: Annotated[str, typer.Argument(help="prepare|train|export|quantiz
     from importlib import import_module
 
     module = import_module(f"quantflow.steps.{stage}")
-    result = module.run(ctx, variant) if variant else module.run(ctx)
-    out.print(f"{stage} {pipeline}{'/' + variant if variant else ''}: done")
+    try:
+        result = module.run(ctx, variant) if variant else module.run(ctx)
+    except UserError as exc:  # bad data or model: the user's to fix, one line
+        err.print(f"{stage} {pipeline}: {exc}", markup=False)
+        raise typer.Exit(Exit.SPEC) from None
+    out.print(f"{stage} {pipeline}{'/' + variant if variant else ''}: done", markup=False)
     code = getattr(module, "exit_code", None)
     if code is not None:
         raise typer.Exit(code(result))
@@ -98,7 +105,6 @@ def run(pipelines: Annotated[list[str] | None, typer.Argument(help="Pipelines (d
     """Run pipelines as Prefect flow runs; only stale stages run again."""
     from quantflow.core.request import request_from
     from quantflow.core.specload import parse_spec, validate
-    from quantflow.orchestration.runner import run_pipelines
 
     try:
         parsed = parse_spec(spec)  # the one read of the file for this run
@@ -113,7 +119,27 @@ def run(pipelines: Annotated[list[str] | None, typer.Argument(help="Pipelines (d
         requests = [request_from(parsed, set_ or [], name) for name in names]
     except SpecError as exc:
         _fail_spec(exc)
-    raise typer.Exit(run_pipelines(requests, set_ or [], force=force, console=out))
+    raise typer.Exit(_run_until_stopped(requests, set_ or [], force))
+
+
+def _run_until_stopped(requests: list[RunRequest], overrides: list[str], force: bool) -> int:
+    """Ctrl-C, SIGTERM or a dead Prefect server: one line and 130, 143 or 1, within seconds
+    (see quantflow.orchestration.shutdown), however far the run had got."""
+    from quantflow.core.errors import Interrupted
+    from quantflow.orchestration import shutdown
+    from quantflow.orchestration.runner import run_pipelines
+
+    with shutdown.handle_signals():
+        try:
+            code = run_pipelines(requests, overrides, force=force, console=out)
+        except Interrupted as exc:
+            shutdown.announce(shutdown.requested() or exc)
+            return (shutdown.requested() or exc).code
+        stop = shutdown.requested()  # a signal some library swallowed still counts
+        if stop is not None:
+            shutdown.announce(stop)
+            return stop.code
+    return code
 
 
 @app.command()
@@ -131,7 +157,7 @@ def verify(registry: Annotated[Path, typer.Argument(help="Registry folder.")] = 
         err.print(str(p), markup=False)
     if problems:
         raise typer.Exit(Exit.ERROR)
-    out.print(f"{registry}: every published file matches its manifest")
+    out.print(f"{registry}: every published file matches its manifest", markup=False)
 
 
 @app.command("dvc")

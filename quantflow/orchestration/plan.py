@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from quantflow.core.errors import PipelineBusy
 from quantflow.core.request import RunRequest, load_request
 from quantflow.core.results import VariantMetrics
+from quantflow.orchestration import shutdown
 from quantflow.steps import STAGES
 from quantflow.versioning import dvc
 
@@ -72,16 +73,22 @@ def for_flow(workspace: str, spec_file: str, overrides: list[str], pipeline: str
 
 
 def record(plan: Plan, steps: list[str]) -> None:
-    """Record finished steps in DVC now, so a run killed later keeps them."""
-    dvc.record_steps(plan.request, [s for s in steps if s not in plan.recorded])
+    """Record finished steps in DVC now, so a run killed later keeps them. Nothing is recorded
+    once the run is interrupted (a killed worker's step looks finished to the flow), and an
+    interrupt during the commit waits for its end."""
+    shutdown.check()
+    with shutdown.deferred():
+        dvc.record_steps(plan.request, [s for s in steps if s not in plan.recorded])
     plan.recorded.update(steps)
 
 
 def finish_run(plan: Plan) -> list[str]:
     """Record the rest of the run in DVC (from this one process); list the failed variants."""
     ran = [s for s in plan.describe() if s not in plan.recorded]
-    dvc.commit_run(plan.request, ran, push_targets=plan.describe()
-                   if "publish" in plan.stages else None)
+    shutdown.check()
+    with shutdown.deferred():
+        dvc.commit_run(plan.request, ran, push_targets=plan.describe()
+                       if "publish" in plan.stages else None)
     plan.recorded.update(ran)
     failed = []
     for v in plan.request.pipeline.variants:
