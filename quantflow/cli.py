@@ -1,9 +1,10 @@
 """The `quantflow` command. Fast paths (validate, schema, --help, up-to-date runs) never import
 TensorFlow or start Prefect.
 
-Exit codes: 0 ok; 1 unexpected error; 2 invalid spec or usage; 3 the gate blocked every variant
-(nothing published); 4 published, but at least one variant failed to convert or evaluate;
-5 the pipeline is already being run by another process.
+Exit codes: 0 ok; 1 unexpected error (or the run's Prefect server died); 2 invalid spec, data,
+model or usage; 3 the gate blocked every variant (nothing published); 4 published, but at least
+one variant failed to convert or evaluate; 5 the pipeline is already being run by another
+process; 130 interrupted (Ctrl-C); 143 terminated (SIGTERM).
 """
 
 from __future__ import annotations
@@ -130,12 +131,12 @@ def _run_until_stopped(requests: list[RunRequest], overrides: list[str], force: 
     from quantflow.orchestration.runner import run_pipelines
 
     with shutdown.handle_signals():
+        code, raised = Exit.ERROR, None
         try:
             code = run_pipelines(requests, overrides, force=force, console=out)
         except Interrupted as exc:
-            shutdown.announce(shutdown.requested() or exc)
-            return (shutdown.requested() or exc).code
-        stop = shutdown.requested()  # a signal some library swallowed still counts
+            raised = exc
+        stop = shutdown.requested() or raised  # counts even if a library swallowed it
         if stop is not None:
             shutdown.announce(stop)
             return stop.code

@@ -51,8 +51,8 @@ def _on_signal(signum: int, frame: Any) -> None:
         _exit_now(_state.stop)
     else:
         code, name = _SIGNALS[signal.Signals(signum)]
-        _record(Interrupted(code, f"interrupted by {name}: stopped the task workers; steps "
-                                  "that had not finished are not recorded"), GRACE_SECONDS)
+        _record(Interrupted(code, f"interrupted by {name}; steps that had not finished are "
+                                  "not recorded and run again next time"), GRACE_SECONDS)
     if not _state.deferred and _state.stop is not None:
         raise Interrupted(_state.stop.code, _state.stop.message)
 
@@ -74,10 +74,13 @@ def _record(stop: Interrupted, grace: float) -> bool:
 
 
 def _expire(stop: Interrupted, grace: float) -> None:
+    """End the process unless the clean path got out of handle_signals() in time."""
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline or (
             _state.deferred and time.monotonic() < deadline + MAX_DEFER_SECONDS):
         time.sleep(0.1)
+        if _state.stop is not stop:
+            return
     _exit_now(stop)
 
 
@@ -134,6 +137,8 @@ def handle_signals() -> Iterator[None]:
         _state.installed = False
         for s, handler in previous.items():
             signal.signal(s, handler)
+        with _state.lock:
+            _state.stop = None  # the clean path is done: disarms the timer
 
 
 def reclaim() -> None:
