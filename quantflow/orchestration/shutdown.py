@@ -45,6 +45,7 @@ _state = _State()
 
 
 def _on_signal(signum: int, frame: Any) -> None:
+    """Record first, raise second: if the raise is swallowed, check() still stops the run."""
     if signum == signal.SIGINT and _state.poked:
         _state.poked = False
     elif _state.stop is not None:  # a second signal: the user wants out now
@@ -107,6 +108,7 @@ def check() -> None:
 
 
 def requested() -> Interrupted | None:
+    """Why the run was stopped, if it was (the first reason wins)."""
     return _state.stop
 
 
