@@ -7,11 +7,16 @@ StepContext and get small typed results back; models travel as files, never as o
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+from quantflow.core.errors import QuantflowError, StepError
 from quantflow.core.request import StepContext
 from quantflow.core.results import GateResult, PublishRecord, VariantMetrics
+from quantflow.orchestration import runlog, shutdown
 from quantflow.orchestration.pool import WorkerLost
 from quantflow.orchestration.taskrunner import in_worker
 
@@ -21,11 +26,26 @@ def _key(pipeline: str, what: str) -> str:
     return f"{pipeline.lower().replace('_', '-')}-{what}"
 
 
+@contextmanager
+def _plain_errors(stage: str) -> Iterator[None]:
+    """The flow's process unpickles what a task raises: a TensorFlow exception class would
+    import TensorFlow there (~10 s, its C++ notices on the terminal). So a library's error
+    becomes a StepError with the same text; quantflow's own (a DataError) pass as they are,
+    and the worker's log keeps the original traceback."""
+    try:
+        yield
+    except QuantflowError:
+        raise
+    except Exception as exc:
+        raise StepError(f"{stage} failed: {type(exc).__name__}: {exc}") from exc
+
+
 @task(name="prepare")
 def prepare(ctx: StepContext) -> None:
     from quantflow.steps import prepare as step
 
-    info = in_worker(step.run, ctx)
+    with _plain_errors("prepare"):
+        info = in_worker(step.run, ctx)
     get_run_logger().info("prepare %s: %d train / %d test examples, %d calibration samples, "
                           "%d classes", ctx.name, info.train_examples, info.test_examples,
                           info.calibration_examples, info.num_classes)
@@ -35,7 +55,8 @@ def prepare(ctx: StepContext) -> None:
 def train(ctx: StepContext) -> None:
     from quantflow.steps import train as step
 
-    info = in_worker(step.run, ctx)
+    with _plain_errors("train"):
+        info = in_worker(step.run, ctx)
     log = get_run_logger()
     if not info.trained:
         log.info("train %s: loaded %s (%d params; training skipped)", ctx.name,
@@ -50,7 +71,8 @@ def train(ctx: StepContext) -> None:
 def export(ctx: StepContext) -> VariantMetrics:
     from quantflow.steps import export as step
 
-    m = in_worker(step.run, ctx)
+    with _plain_errors("export"):
+        m = in_worker(step.run, ctx)
     get_run_logger().info("export %s: float.tflite %d bytes, accuracy %.4f", ctx.name,
                           m.size_bytes or 0, m.accuracy or 0.0)
     return m
@@ -80,8 +102,9 @@ def quantize(ctx: StepContext, variant: str, timeout_seconds: float | None = Non
     except Exception as exc:  # noqa: BLE001 - the step could not record it (a full disk)
         m = step.record_failure(ctx, variant, f"{type(exc).__name__}: {exc}")
     log = get_run_logger()
-    if m.status == "failed":
-        log.error("quantize %s/%s failed: %s", ctx.name, variant, m.error)
+    if m.status == "failed":  # the one terminal line about it; the log has the full text
+        log.error("quantize %s/%s failed: %s%s", ctx.name, variant,
+                  runlog.one_line(m.error or "no error recorded"), runlog.where())
         raise VariantFailed(variant, m.error or "no error recorded")
     log.info("quantize %s/%s: %d bytes, accuracy %.4f (drop %+.4f), p50 %.3f ms", ctx.name,
              variant, m.size_bytes or 0, m.accuracy or 0, -(m.accuracy_drop or 0),
@@ -96,8 +119,12 @@ def gate(ctx: StepContext, failed: dict[str, str] | None = None) -> GateResult:
     result = step.run(ctx, failed)
     log = get_run_logger()
     for d in result.decisions:
+        if not d.passed and not d.checks:  # it failed before the gate and said so then
+            log.info("gate %s/%s: FAIL - the variant failed (above)", ctx.name, d.name)
+            continue
         (log.info if d.passed else log.warning)("gate %s/%s: %s - %s", ctx.name, d.name,
-                                                "PASS" if d.passed else "FAIL", d.reason)
+                                                "PASS" if d.passed else "FAIL",
+                                                runlog.one_line(d.reason))
     create_table_artifact(key=_key(ctx.name, "gate"), table=step.table_rows(ctx),
                           description=f"quantflow variants and gate results for {ctx.name}")
     return result
@@ -107,6 +134,7 @@ def gate(ctx: StepContext, failed: dict[str, str] | None = None) -> GateResult:
 def publish(ctx: StepContext) -> PublishRecord:
     from quantflow.steps import publish as step
 
+    shutdown.check()  # an interrupted run publishes nothing
     record = step.run(ctx)
     log = get_run_logger()
     if record.status == "published":

@@ -48,7 +48,10 @@ def warm_worker() -> None:
     import logging
 
     from quantflow.core.tfenv import tf_modules
+    from quantflow.orchestration import runlog, shutdown
 
+    shutdown.ignore_interrupts()  # the run handles Ctrl-C and kills its workers
+    runlog.route_worker_output()  # C++ notices and warnings go to the run log
     logging.getLogger("quantflow").setLevel(logging.INFO)  # step progress reaches run logs
     _die_with_parent()
     tf, _ = tf_modules()

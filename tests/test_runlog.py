@@ -1,0 +1,106 @@
+"""The run log and the terminal rules (quantflow.orchestration.runlog)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from quantflow.orchestration import runlog
+
+ROOT = Path(__file__).resolve().parents[1]
+CONVERTER = (  # the shape of a real ConverterError (TF 2.21, a SimpleRNN model)
+    "ConverterError: /x/int8.py:25:1: error: 'tf.TensorListReserve' op requires element_shape"
+    " to be static during TF Lite transformation pass\n"
+    "            converter.convert()\n^\n/x/int8.py:25:1: note: called from\n"
+    '<unknown>:0: note: loc(fused["StatefulPartitionedCall:", "StatefulPartitionedCall"]): '
+    "called from\n<unknown>:0: error: Lowering tensor list ops is failed. For example, "
+    "converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS, "
+    "tf.lite.OpsSet.SELECT_TF_OPS]\\n converter._experimental_lower_tensor_list_ops = False\n")
+
+
+def test_one_line_keeps_the_converters_errors_and_drops_locations_and_notes():
+    line = runlog.one_line(CONVERTER)
+    assert "\n" not in line
+    assert line == ("ConverterError: error: 'tf.TensorListReserve' op requires element_shape "
+                    "to be static during TF Lite transformation pass | error: Lowering tensor "
+                    "list ops is failed. For example, converter.target_spec.supported_ops = "
+                    "[tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]\\n "
+                    "converter._experimental_lower_tensor_list_ops = False")
+    assert runlog.one_line("export failed: " + CONVERTER).startswith(
+        "export failed: ConverterError: error: 'tf.TensorListReserve'")
+    assert runlog.one_line("first\n\n  second  \n") == "first | second"
+    assert len(runlog.one_line("x" * 5000)) == 1000
+
+
+def _record(module: str, level: int, message: str, exc: bool = False) -> logging.LogRecord:
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        info = sys.exc_info() if exc else None
+    return logging.LogRecord("prefect.task_runs", level, f"/p/prefect/{module}.py", 1, message,
+                             None, info)
+
+
+def test_the_terminal_skips_prefects_repeats_of_a_failure_and_every_traceback():
+    keep = runlog._for_terminal
+    assert not keep(_record("task_engine", logging.ERROR, "Task run failed with exception"))
+    assert not keep(_record("flow_engine", logging.INFO, "Finished in state Failed('x')"))
+    assert not keep(_record("flow_engine", logging.INFO, "Finished in state Crashed('x')"))
+    assert keep(_record("task_engine", logging.INFO, "Finished in state Completed()"))
+    assert keep(_record("__init__", logging.ERROR, "quantize tiny/a16 failed: [x] (log: l)"))
+
+    record = _record("__init__", logging.ERROR, "quantize failed", exc=True)
+    console = runlog._NoTraceback(logging.Formatter("%(message)s"))
+    assert console.format(record) == "quantize failed"
+    assert "Traceback" in logging.Formatter("%(message)s").format(record)  # the file's view
+
+
+def test_run_log_is_one_new_file_per_run_and_the_oldest_go(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    logs = tmp_path / "artifacts" / "p" / "logs"
+    logs.mkdir(parents=True)
+    for i in range(runlog.KEEP + 3):
+        (logs / f"run-2020010{i:02d}.log").write_text("old")
+    with runlog.run_log(logs) as path:
+        assert os.environ[runlog.ENV] == str(path)
+        assert runlog.where() == f" (log: artifacts/p/logs/{path.name})"
+        logging.getLogger("quantflow.runlog").error("kept in the file")
+    assert runlog.ENV not in os.environ and runlog.where() == ""
+    assert runlog.where(last=True).endswith(f"{path.name})")
+    assert "kept in the file" in path.read_text()
+    assert len(list(logs.glob("run-*.log"))) == runlog.KEEP
+
+
+WORKER = """
+import logging, os, sys
+from quantflow.orchestration import runlog
+runlog.route_worker_output()
+os.write(2, b"E0000 cuda_platform.cc:52] failed call to cuInit\\n")
+print("fully_quantize: 0", flush=True)
+log = logging.getLogger("worker_test")
+log.setLevel(logging.INFO)
+log.info("quantize tiny/a16 failed: [tf.lite.OpsSet.TFLITE_BUILTINS]")
+try:
+    1 / 0
+except ZeroDivisionError:
+    log.exception("with a traceback")
+"""
+
+
+def test_a_worker_keeps_the_terminal_for_its_log_lines_and_files_the_rest(tmp_path):
+    """What `warm_worker` does in every task worker, in a real process."""
+    log = tmp_path / "run.log"
+    env = dict(os.environ, PYTHONPATH=str(ROOT), **{runlog.ENV: str(log)})
+    proc = subprocess.run([sys.executable, "-c", WORKER], env=env, capture_output=True,
+                          text=True, timeout=120, check=True)
+    terminal = proc.stdout + proc.stderr
+    assert "quantize tiny/a16 failed: [tf.lite.OpsSet.TFLITE_BUILTINS]" in terminal
+    assert "with a traceback" in terminal
+    for hidden in ("cuInit", "fully_quantize", "Traceback"):
+        assert hidden not in terminal, terminal
+    text = log.read_text()
+    for kept in ("cuInit", "fully_quantize", "ZeroDivisionError", "[tf.lite.OpsSet"):
+        assert kept in text, text
