@@ -7,13 +7,10 @@ StepContext and get small typed results back; models travel as files, never as o
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from quantflow.core.errors import QuantflowError, StepError
+from quantflow.core.errors import QuantflowError
 from quantflow.core.request import StepContext
 from quantflow.core.results import GateResult, PublishRecord, VariantMetrics
 from quantflow.orchestration import runlog, shutdown
@@ -26,26 +23,11 @@ def _key(pipeline: str, what: str) -> str:
     return f"{pipeline.lower().replace('_', '-')}-{what}"
 
 
-@contextmanager
-def _plain_errors(stage: str) -> Iterator[None]:
-    """The flow's process unpickles what a task raises: a TensorFlow exception class would
-    import TensorFlow there (~10 s, its C++ notices on the terminal). So a library's error
-    becomes a StepError with the same text; quantflow's own (a DataError) pass as they are,
-    and the worker's log keeps the original traceback."""
-    try:
-        yield
-    except QuantflowError:
-        raise
-    except Exception as exc:
-        raise StepError(f"{stage} failed: {type(exc).__name__}: {exc}") from exc
-
-
 @task(name="prepare")
 def prepare(ctx: StepContext) -> None:
     from quantflow.steps import prepare as step
 
-    with _plain_errors("prepare"):
-        info = in_worker(step.run, ctx)
+    info = in_worker(step.run, ctx)
     get_run_logger().info("prepare %s: %d train / %d test examples, %d calibration samples, "
                           "%d classes", ctx.name, info.train_examples, info.test_examples,
                           info.calibration_examples, info.num_classes)
@@ -55,8 +37,7 @@ def prepare(ctx: StepContext) -> None:
 def train(ctx: StepContext) -> None:
     from quantflow.steps import train as step
 
-    with _plain_errors("train"):
-        info = in_worker(step.run, ctx)
+    info = in_worker(step.run, ctx)
     log = get_run_logger()
     if not info.trained:
         log.info("train %s: loaded %s (%d params; training skipped)", ctx.name,
@@ -71,8 +52,7 @@ def train(ctx: StepContext) -> None:
 def export(ctx: StepContext) -> VariantMetrics:
     from quantflow.steps import export as step
 
-    with _plain_errors("export"):
-        m = in_worker(step.run, ctx)
+    m = in_worker(step.run, ctx)
     get_run_logger().info("export %s: float.tflite %d bytes, accuracy %.4f", ctx.name,
                           m.size_bytes or 0, m.accuracy or 0.0)
     return m
@@ -97,10 +77,12 @@ def quantize(ctx: StepContext, variant: str, timeout_seconds: float | None = Non
 
     try:
         m = in_worker(step.run, ctx, variant, timeout=timeout_seconds)
-    except WorkerLost as exc:  # killed, or past its timeout: no record of its own
-        m = step.record_failure(ctx, variant, str(exc))
-    except Exception as exc:  # noqa: BLE001 - the step could not record it (a full disk)
-        m = step.record_failure(ctx, variant, f"{type(exc).__name__}: {exc}")
+    except Exception as exc:  # noqa: BLE001 - killed, timed out, or it could not record it
+        if shutdown.requested() is not None:
+            raise  # the stopped run killed its worker: not the variant's failure, no record
+        # WorkerLost: no record of its own; StepError: the step raised (a full disk)
+        m = step.record_failure(ctx, variant, str(exc) if isinstance(
+            exc, (WorkerLost, QuantflowError)) else f"{type(exc).__name__}: {exc}")
     log = get_run_logger()
     if m.status == "failed":  # the one terminal line about it; the log has the full text
         log.error("quantize %s/%s failed: %s%s", ctx.name, variant,

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess
 import sys
-from pathlib import Path
 
 from quantflow.orchestration import runlog
 
-ROOT = Path(__file__).resolve().parents[1]
 CONVERTER = (  # the shape of a real ConverterError (TF 2.21, a SimpleRNN model)
     "ConverterError: /x/int8.py:25:1: error: 'tf.TensorListReserve' op requires element_shape"
     " to be static during TF Lite transformation pass\n"
@@ -74,33 +71,49 @@ def test_run_log_is_one_new_file_per_run_and_the_oldest_go(tmp_path, monkeypatch
     assert len(list(logs.glob("run-*.log"))) == runlog.KEEP
 
 
-WORKER = """
-import logging, os, sys
-from quantflow.orchestration import runlog
-runlog.route_worker_output()
-os.write(2, b"E0000 cuda_platform.cc:52] failed call to cuInit\\n")
-print("fully_quantize: 0", flush=True)
-log = logging.getLogger("worker_test")
-log.setLevel(logging.INFO)
-log.info("quantize tiny/a16 failed: [tf.lite.OpsSet.TFLITE_BUILTINS]")
-try:
-    1 / 0
-except ZeroDivisionError:
-    log.exception("with a traceback")
-"""
+def route_only() -> None:
+    """warm_worker without TensorFlow: what it does to a worker's output."""
+    from quantflow.orchestration import shutdown
+
+    shutdown.ignore_interrupts()
+    runlog.route_worker_output()
 
 
-def test_a_worker_keeps_the_terminal_for_its_log_lines_and_files_the_rest(tmp_path):
-    """What `warm_worker` does in every task worker, in a real process."""
+def noisy() -> str:
+    """A step's job that prints as TensorFlow and the converter do, and logs as a step does."""
+    os.write(2, b"E0000 cuda_platform.cc:52] failed call to cuInit\n")
+    print("fully_quantize: 0", flush=True)
+    logging.getLogger("absl").warning("XNNPACK delegate created")
+    log = logging.getLogger("quantflow.steps.quantize")
+    log.warning("quantize tiny/a16 failed: [tf.lite.OpsSet.TFLITE_BUILTINS]")
+    try:
+        raise ZeroDivisionError("division by zero")
+    except ZeroDivisionError:
+        log.exception("with a traceback")
+    return "done"
+
+
+def test_a_worker_files_its_noise_and_sends_its_log_lines_to_the_run(tmp_path, monkeypatch,
+                                                                     capfd, caplog):
+    """What `warm_worker` does in every task worker of a WarmPool, in a real process: fd 1
+    and 2 go to the run log; quantflow's records come up the pipe, the traceback apart."""
+    from quantflow.orchestration.pool import WarmPool
+
     log = tmp_path / "run.log"
-    env = dict(os.environ, PYTHONPATH=str(ROOT), **{runlog.ENV: str(log)})
-    proc = subprocess.run([sys.executable, "-c", WORKER], env=env, capture_output=True,
-                          text=True, timeout=120, check=True)
-    terminal = proc.stdout + proc.stderr
-    assert "quantize tiny/a16 failed: [tf.lite.OpsSet.TFLITE_BUILTINS]" in terminal
-    assert "with a traceback" in terminal
-    for hidden in ("cuInit", "fully_quantize", "Traceback"):
+    monkeypatch.setenv(runlog.ENV, str(log))
+    caplog.set_level(logging.INFO, logger="quantflow")
+    pool = WarmPool(1, initializer=route_only)
+    try:
+        assert pool.run(noisy) == "done"
+    finally:
+        pool.close()
+    terminal = "".join(capfd.readouterr())
+    for hidden in ("cuInit", "fully_quantize", "XNNPACK", "Traceback"):
         assert hidden not in terminal, terminal
     text = log.read_text()
-    for kept in ("cuInit", "fully_quantize", "ZeroDivisionError", "[tf.lite.OpsSet"):
+    for kept in ("cuInit", "fully_quantize", "XNNPACK"):
         assert kept in text, text
+    [failed, traced] = [r for r in caplog.records if r.name == "quantflow.steps.quantize"]
+    assert failed.getMessage() == "quantize tiny/a16 failed: [tf.lite.OpsSet.TFLITE_BUILTINS]"
+    assert traced.getMessage() == "with a traceback"  # the file's formatter adds exc_text
+    assert "ZeroDivisionError" in traced.exc_text and "Traceback" in traced.exc_text

@@ -5,7 +5,6 @@ The timer's last resort (``os._exit``) is replaced by a recorder: everything els
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import signal
 import threading
@@ -101,9 +100,32 @@ def test_request_from_another_thread_wakes_the_main_thread(exits):
 
 
 def test_the_first_signal_kills_the_task_workers(exits):
-    worker = multiprocessing.get_context("fork").Process(target=time.sleep, args=(60,))
-    worker.start()
-    with shutdown.handle_signals(), pytest.raises(Interrupted):
-        _signal_self(signal.SIGINT)
-    worker.join(5)
-    assert worker.exitcode == -signal.SIGKILL
+    """The run's WarmPool: the worker running a job is killed at once, the job gets
+    WorkerLost, and the pool starts no other worker after the stop."""
+    from quantflow.orchestration.pool import WarmPool, WorkerLost
+
+    pool = WarmPool(2)
+    lost: list[BaseException] = []
+
+    def job() -> None:
+        try:
+            pool.run(time.sleep, 60)
+        except WorkerLost as exc:
+            lost.append(exc)
+
+    thread = threading.Thread(target=job)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not (pool.started and pool._workers[0].ready):  # the job is on its worker
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        with shutdown.handle_signals(), pytest.raises(Interrupted):
+            _signal_self(signal.SIGINT)
+        thread.join(10)
+        assert [str(e) for e in lost] == ["worker killed by SIGKILL"]
+        with pytest.raises(WorkerLost, match="the run was stopped"):
+            pool.run(time.sleep, 0)
+        assert len(pool.started) == 1
+    finally:
+        pool.close()

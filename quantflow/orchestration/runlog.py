@@ -3,10 +3,12 @@ problem and that file's path.
 
 `quantflow run` opens ``artifacts/<pipeline>/logs/run-<UTC time>-<pid>.log`` for each pipeline
 it runs (the newest ``KEEP`` stay). The flow's process writes to it through a FileHandler. Each
-task worker points its fd 1 and 2 at it, so TensorFlow's C++ notices (cuInit, XNNPACK), the
-converter's chatter and Python warnings land there, while Prefect's console handler keeps the
-terminal (a copy of the old fd 2). The terminal is spared tracebacks and Prefect's repeats of a
-failure ("failed with exception", "Finished in state Failed"): quantflow prints its own line.
+task worker (quantflow.orchestration.pool) points its fd 1 and 2 at it, so TensorFlow's C++
+notices (cuInit, XNNPACK), the converter's chatter and Python warnings land there; its
+``quantflow`` log records go up its pipe to the flow's process, which files them and shows
+them on the terminal through Prefect's console handler. The terminal is spared tracebacks and
+Prefect's repeats of a failure ("failed with exception", "Finished in state Failed"): quantflow
+prints its own line.
 """
 
 from __future__ import annotations
@@ -101,7 +103,8 @@ def _for_terminal(record: logging.LogRecord) -> bool:
 
 
 def quiet_console(stream: TextIO | None = None) -> None:
-    """Apply the terminal rules to Prefect's console handler (and point it at ``stream``)."""
+    """Apply the terminal rules to Prefect's console handler (and point it at ``stream``).
+    Called in the flow's process; workers have no Prefect."""
     from prefect.logging.configuration import ensure_logging_setup
     from prefect.logging.handlers import PrefectConsoleHandler
 
@@ -127,20 +130,19 @@ def quiet_resource_tracker() -> None:
 
 
 def route_worker_output() -> None:
-    """Task-worker initializer: fd 1 and 2 (C++ notices, warnings, stray prints) go to the run
-    log and Prefect's console handler keeps the terminal. Outside `quantflow run` (a
-    deployment's run, `quantflow step`) there is no run log and nothing changes."""
+    """Task-worker initializer: fd 1 and 2 (C++ notices, warnings, stray prints, other
+    libraries' log records) go to the run log; the worker's ``quantflow`` records reach the
+    terminal through the flow's process (worker.serve). Outside `quantflow run` (a deployment's
+    run, `quantflow step`) there is no run log and nothing changes."""
     path = os.environ.get(ENV)
     if not path:
         return
     sys.stdout.flush()
     sys.stderr.flush()
-    terminal = os.fdopen(os.dup(2), "w", buffering=1, encoding="utf-8", errors="replace")
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     os.close(fd)
-    quiet_console(terminal)
     to_file = logging.StreamHandler(sys.stderr)  # fd 2 is the log now
     to_file.setFormatter(logging.Formatter(FORMAT))
     logging.getLogger().addHandler(to_file)

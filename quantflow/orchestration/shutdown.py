@@ -7,13 +7,14 @@ run went on to publish and exit 0. Here the first signal is *recorded* before an
 and the task workers are killed on the spot, so no step finishes after it; whatever records
 (DVC) or publishes calls ``check()`` first; a timer ends the process if the clean path (release
 the lock, tell Prefect, stop the server) takes longer than the grace period; a second signal
-ends it at once. Workers ignore SIGINT (the terminal sends it to the whole process group): the
-run decides, and the workers are killed rather than left to report half a task.
+ends it at once. Workers leave the run's process group as they start and ignore SIGINT (the
+terminal's Ctrl-C and a shell's ``kill -- -PGID`` go to the whole group): the run decides,
+records the stop, and only then kills them (``pool.kill_all``), so a task never sees its worker
+die before the stop is known and never records that death as the variant's failure.
 """
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import signal
 import sys
@@ -24,6 +25,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from quantflow.core.errors import Exit, Interrupted
+from quantflow.orchestration import pool
 
 GRACE_SECONDS = 10.0  # the clean path takes 1-3 s when the Prefect server is alive
 MAX_DEFER_SECONDS = 60.0  # a DVC commit in progress may finish, up to this long
@@ -64,11 +66,7 @@ def _record(stop: Interrupted, grace: float) -> bool:
         if _state.stop is not None:
             return False
         _state.stop = stop
-    for child in multiprocessing.active_children():  # the task workers (spawned processes)
-        try:
-            child.kill()
-        except (OSError, ValueError, AttributeError):
-            pass
+    pool.kill_all()  # the run's task workers: no step finishes after the stop
     threading.Thread(target=_expire, args=(stop, grace), name="quantflow-grace",
                      daemon=True).start()
     return True
@@ -152,8 +150,13 @@ def reclaim() -> None:
 
 
 def ignore_interrupts() -> None:
-    """Task-worker initializer: the terminal's Ctrl-C is for the run, which kills workers."""
+    """Task-worker initializer: signals sent to the run's process group are for the run, which
+    kills its workers once it has recorded the stop. A session of its own (quantflow/__init__
+    already made one, this is the fallback) keeps SIGTERM away without ignoring it, so that
+    multiprocessing's own terminate() still works; PR_SET_PDEATHSIG ties it to the run."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if os.getsid(0) != os.getpid():
+        os.setsid()
 
 
 def announce(stop: Interrupted) -> None:
