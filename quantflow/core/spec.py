@@ -262,6 +262,12 @@ class ExecutionSpec(Strict):
     )
     artifacts: str = Field("artifacts", description="Folder for per-pipeline artifacts, "
                            "relative to the spec's folder and inside it.")
+    variant_timeout_seconds: float = Field(
+        3600, gt=0, le=7 * 24 * 3600,
+        description="A variant (conversion + evaluation) still running after this many seconds "
+        "is killed and recorded as failed, so a hung conversion cannot hold the run (and the "
+        "pipeline's lock) forever. Counted from when the variant's worker starts on it.",
+    )
 
     @field_validator("artifacts")
     @classmethod
