@@ -18,6 +18,22 @@ CONVERTER = (  # the shape of a real ConverterError (TF 2.21, a SimpleRNN model)
     "tf.lite.OpsSet.SELECT_TF_OPS]\\n converter._experimental_lower_tensor_list_ops = False\n")
 
 
+def test_one_line_drops_mlir_locations_inside_the_error_lines():
+    """The same converter error as some TF builds print it: ``error: loc(...): text``."""
+    loc = ('loc(callsite(fused["TensorListReserve:", "sequential/simple_rnn/TensorArrayV2_1"] '
+           'at fused["StatefulPartitionedCall:", "StatefulPartitionedCall"]))')
+    text = (f"ConverterError: error: {loc}: 'tf.TensorListReserve' op requires element_shape\n"
+            f"note: called from\nerror: {loc}: failed to legalize operation\n"
+            "error: Lowering tensor list ops is failed. For example, converter.target_spec."
+            "supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]\n")
+    assert runlog.one_line("export failed: " + text) == (
+        "export failed: ConverterError: error: 'tf.TensorListReserve' op requires element_shape"
+        " | error: failed to legalize operation | error: Lowering tensor list ops is failed. "
+        "For example, converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS, "
+        "tf.lite.OpsSet.SELECT_TF_OPS]")
+    assert runlog.one_line("error: loc(unbalanced: x") == "error: loc(unbalanced: x"
+
+
 def test_one_line_keeps_the_converters_errors_and_drops_locations_and_notes():
     line = runlog.one_line(CONVERTER)
     assert "\n" not in line

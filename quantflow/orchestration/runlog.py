@@ -151,12 +151,26 @@ def route_worker_output() -> None:
 _LOCATION = re.compile(r"(?:<[^>]+>|[\w./-]+):\d+(?::\d+)?: $")  # "<string>:1:1: "
 
 
+def _without_loc(error: str) -> str:
+    """ "error: loc(callsite(fused[...] at ...)): text" -> "error: text": the MLIR location
+    some converter builds print inside the line (balanced parentheses, so not a regex)."""
+    prefix = "error: loc("
+    if not error.startswith(prefix):
+        return error
+    depth = 0
+    for i in range(len(prefix) - 1, len(error)):
+        depth += {"(": 1, ")": -1}.get(error[i], 0)
+        if depth == 0:
+            return "error: " + error[i + 1:].removeprefix(":").strip()
+    return error
+
+
 def one_line(text: str, limit: int = 1000) -> str:
     """A message for one terminal line. Converter (MLIR) errors are many lines of locations,
     notes and echoed source around a few ``error:`` lines: keep those, without locations, after
     what precedes the first ("export failed: ConverterError: ")."""
     lines = [line.strip() for line in text.splitlines() if line.strip()]
-    errors = [line[line.index("error:"):] for line in lines if "error:" in line]
+    errors = [_without_loc(line[line.index("error:"):]) for line in lines if "error:" in line]
     head = ""
     if errors and "error:" in lines[0]:
         head = _LOCATION.sub("", lines[0][: lines[0].index("error:")])
