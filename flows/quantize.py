@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 import tasks
 from quantflow.core.results import PublishRecord
+from quantflow.orchestration import shutdown
 from quantflow.orchestration.plan import Plan, finish_run, for_flow, pipeline_lock, plan_run, record
 from quantflow.orchestration.pool import WarmPool
 from quantflow.orchestration.taskrunner import submit_in_turn, task_runner, worker_pool
@@ -101,6 +102,7 @@ def quantize_pipeline(target: Target,
     """Run one pipeline. The worker processes are sized here, from the spec this run reads
     (execution.max_workers), so `quantflow run` and a deployment's run get the same pool."""
     log = get_run_logger()
+    shutdown.reclaim()  # under `quantflow run`, SIGTERM takes the same path as Ctrl-C
     request, primed = for_flow(target.workspace, target.spec_file, options.overrides,
                                target.pipeline, options.force)
     with pipeline_lock(request), worker_pool(request.spec.execution.max_workers) as pool:

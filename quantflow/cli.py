@@ -1,9 +1,10 @@
 """The `quantflow` command. Fast paths (validate, schema, --help, up-to-date runs) never import
 TensorFlow or start Prefect.
 
-Exit codes: 0 ok; 1 unexpected error; 2 invalid spec or usage; 3 the gate blocked every variant
-(nothing published); 4 published, but at least one variant failed to convert or evaluate;
-5 the pipeline is already being run by another process.
+Exit codes: 0 ok; 1 unexpected error (or the run's Prefect server died); 2 invalid spec, data,
+model or usage; 3 the gate blocked every variant (nothing published); 4 published, but at least
+one variant failed to convert or evaluate; 5 the pipeline is already being run by another
+process; 130 interrupted (Ctrl-C); 143 terminated (SIGTERM).
 """
 
 from __future__ import annotations
@@ -12,13 +13,16 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
 from quantflow.core.errors import DvcError, Exit, PipelineBusy, QuantflowError, SpecError, UserError
 from quantflow.core.specload import load_spec
+
+if TYPE_CHECKING:
+    from quantflow.core.request import RunRequest
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Declarative, versioned TFLite quantization pipelines.")
@@ -69,7 +73,7 @@ def validate(file: Annotated[Path, typer.Argument(help="Spec file.")] = Path("pi
     except SpecError as exc:
         _fail_spec(exc)
     names = ", ".join(f"{n} ({len(p.variants)} variants)" for n, p in loaded.spec.pipelines.items())
-    out.print(f"{file}: valid - {names}")
+    out.print(f"{file}: valid - {names}", markup=False)
     if deep:
         raise typer.Exit(_deep(requests))
 
@@ -93,7 +97,7 @@ def schema(output: Annotated[Path, typer.Option("--output", "-o")] =
     from quantflow.core.schema import json_schema
 
     output.write_text(json.dumps(json_schema(), indent=2) + "\n")
-    out.print(f"wrote {output}")
+    out.print(f"wrote {output}", markup=False)
 
 
 @app.command()
@@ -111,7 +115,7 @@ def step(stage: Annotated[str, typer.Argument(help="prepare|train|export|quantiz
 
     if stage not in STAGES or (stage == "quantize") != (variant is not None):
         err.print(f"usage: quantflow step {{{'|'.join(STAGES)}}} PIPELINE [VARIANT]; "
-                  "VARIANT is required for quantize only")
+                  "VARIANT is required for quantize only", markup=False)
         raise typer.Exit(Exit.SPEC)
     try:
         # Only the step's own loaders check its files: under `dvc repro` a team's stage that
@@ -127,11 +131,13 @@ def step(stage: Annotated[str, typer.Argument(help="prepare|train|export|quantiz
     try:  # the pipeline's lock, like `quantflow run`: either refuses while the other runs
         with pipeline_lock(request, REPRO if os.environ.get("DVC_STAGE") else STEP):
             result = module.run(request.step, variant) if variant else module.run(request.step)
-    except (PipelineBusy, DvcError, UserError) as exc:  # busy; DVC's lock is corrupt; bad data
+    except (PipelineBusy, DvcError) as exc:  # busy; DVC's lock is corrupt
         err.print(str(exc), markup=False)
-        busy, broken = isinstance(exc, PipelineBusy), isinstance(exc, DvcError)
-        raise typer.Exit(Exit.BUSY if busy else Exit.ERROR if broken else Exit.SPEC) from None
-    out.print(f"{stage} {pipeline}{'/' + variant if variant else ''}: done")
+        raise typer.Exit(Exit.BUSY if isinstance(exc, PipelineBusy) else Exit.ERROR) from None
+    except UserError as exc:  # bad data or model: the user's to fix, one line
+        err.print(f"{stage} {pipeline}: {exc}", markup=False)
+        raise typer.Exit(Exit.SPEC) from None
+    out.print(f"{stage} {pipeline}{'/' + variant if variant else ''}: done", markup=False)
     code = getattr(module, "exit_code", None)
     if code is not None:
         raise typer.Exit(code(result))
@@ -144,7 +150,6 @@ def run(pipelines: Annotated[list[str] | None, typer.Argument(help="Pipelines (d
     """Run pipelines as Prefect flow runs; only stale stages run again."""
     from quantflow.core.request import request_from
     from quantflow.core.specload import parse_spec, validate
-    from quantflow.orchestration.runner import run_pipelines
 
     try:
         parsed = parse_spec(spec)  # the one read of the file for this run
@@ -159,13 +164,31 @@ def run(pipelines: Annotated[list[str] | None, typer.Argument(help="Pipelines (d
         requests = [request_from(parsed, set_ or [], name) for name in names]
     except SpecError as exc:
         _fail_spec(exc)
-    try:
-        code = run_pipelines(requests, set_ or [], force=force, console=out)
-    except QuantflowError as exc:  # DVC busy or its lock corrupt, an unusable dvc.yaml
-        err.print(str(exc), markup=False)
-        code = Exit.BUSY if isinstance(exc, PipelineBusy) else \
-            Exit.SPEC if isinstance(exc, UserError) else Exit.ERROR
-    raise typer.Exit(code)
+    raise typer.Exit(_run_until_stopped(requests, set_ or [], force))
+
+
+def _run_until_stopped(requests: list[RunRequest], overrides: list[str], force: bool) -> int:
+    """Ctrl-C, SIGTERM or a dead Prefect server: one line and 130, 143 or 1, within seconds
+    (see quantflow.orchestration.shutdown), however far the run had got."""
+    from quantflow.core.errors import Interrupted
+    from quantflow.orchestration import shutdown
+    from quantflow.orchestration.runner import run_pipelines
+
+    with shutdown.handle_signals():
+        code, raised = Exit.ERROR, None
+        try:
+            code = run_pipelines(requests, overrides, force=force, console=out)
+        except Interrupted as exc:
+            raised = exc
+        except QuantflowError as exc:  # DVC busy or its lock corrupt, an unusable dvc.yaml
+            err.print(str(exc), markup=False)
+            code = Exit.BUSY if isinstance(exc, PipelineBusy) else \
+                Exit.SPEC if isinstance(exc, UserError) else Exit.ERROR
+        stop = shutdown.requested() or raised  # counts even if a library swallowed it
+        if stop is not None:
+            shutdown.announce(stop)
+            return stop.code
+    return code
 
 
 @app.command()

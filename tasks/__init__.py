@@ -10,9 +10,11 @@ from __future__ import annotations
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+from quantflow.core.errors import QuantflowError
 from quantflow.core.request import StepContext
 from quantflow.core.results import GateResult, PublishRecord, VariantMetrics
 from quantflow.domain.units import label, show_drop, show_value
+from quantflow.orchestration import runlog, shutdown
 from quantflow.orchestration.pool import WorkerLost
 from quantflow.orchestration.taskrunner import in_worker
 
@@ -77,13 +79,16 @@ def quantize(ctx: StepContext, variant: str, timeout_seconds: float | None = Non
 
     try:
         m = in_worker(step.run, ctx, variant, timeout=timeout_seconds)
-    except WorkerLost as exc:  # killed, or past its timeout: no record of its own
-        m = step.record_failure(ctx, variant, str(exc))
-    except Exception as exc:  # noqa: BLE001 - the step could not record it (a full disk)
-        m = step.record_failure(ctx, variant, f"{type(exc).__name__}: {exc}")
+    except Exception as exc:  # noqa: BLE001 - killed, timed out, or it could not record it
+        if shutdown.requested() is not None:
+            raise  # the stopped run killed its worker: not the variant's failure, no record
+        # WorkerLost: no record of its own; StepError: the step raised (a full disk)
+        m = step.record_failure(ctx, variant, str(exc) if isinstance(
+            exc, (WorkerLost, QuantflowError)) else f"{type(exc).__name__}: {exc}")
     log = get_run_logger()
-    if m.status == "failed":
-        log.error("quantize %s/%s failed: %s", ctx.name, variant, m.error)
+    if m.status == "failed":  # the one terminal line about it; the log has the full text
+        log.error("quantize %s/%s failed: %s%s", ctx.name, variant,
+                  runlog.one_line(m.error or "no error recorded"), runlog.where())
         raise VariantFailed(variant, m.error or "no error recorded")
     log.info("quantize %s/%s: %d bytes, %s %s (drop %s, positive = worse), p50 %.3f ms",
              ctx.name, variant, m.size_bytes or 0, label(m.metric),
@@ -100,8 +105,12 @@ def gate(ctx: StepContext, failed: dict[str, str] | None = None) -> GateResult:
     result = step.run(ctx, failed)
     log = get_run_logger()
     for d in result.decisions:
+        if not d.passed and not d.checks:  # it failed before the gate and said so then
+            log.info("gate %s/%s: FAIL - the variant failed (above)", ctx.name, d.name)
+            continue
         (log.info if d.passed else log.warning)("gate %s/%s: %s - %s", ctx.name, d.name,
-                                                "PASS" if d.passed else "FAIL", d.reason)
+                                                "PASS" if d.passed else "FAIL",
+                                                runlog.one_line(d.reason))
     create_table_artifact(key=_key(ctx.name, "gate"), table=step.table_rows(ctx),
                           description=f"quantflow variants and gate results for {ctx.name}")
     from quantflow.domain.report_page import markdown
@@ -115,6 +124,7 @@ def gate(ctx: StepContext, failed: dict[str, str] | None = None) -> GateResult:
 def publish(ctx: StepContext) -> PublishRecord:
     from quantflow.steps import publish as step
 
+    shutdown.check()  # an interrupted run publishes nothing
     record = step.run(ctx)
     log = get_run_logger()
     if record.status == "published":

@@ -80,3 +80,22 @@ class DvcError(QuantflowError, RuntimeError):
 
 class PipelineBusy(QuantflowError, RuntimeError):
     """Another run holds this pipeline's lock."""
+
+
+class StepError(QuantflowError, RuntimeError):
+    """A step failed on another library's error (the converter's, say), re-raised under a type
+    that the flow's process can unpickle without importing that library."""
+
+
+class Interrupted(BaseException):
+    """The run was stopped from outside: a signal (Ctrl-C, SIGTERM) or its Prefect server died.
+
+    A BaseException, like KeyboardInterrupt, so that the ``except Exception`` of a step, of
+    Prefect or of DVC cannot turn it into a recorded failure and carry on; ``code`` is the exit
+    code the CLI ends with and ``message`` the one line it prints.
+    """
+
+    def __init__(self, code: int, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message

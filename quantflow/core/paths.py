@@ -119,6 +119,11 @@ class PipelinePaths:
     def publish_record(self) -> Path:
         return self.root / "publish.json"
 
+    # logs of `quantflow run` (not a DVC output: every run writes a new file)
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
     @property
     def lock(self) -> Path:
         return self.workspace / self.artifacts / f".{self.name}.lock"

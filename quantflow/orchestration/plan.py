@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from quantflow.core.request import RunRequest, load_request
 from quantflow.core.results import VariantMetrics
+from quantflow.orchestration import shutdown
 from quantflow.orchestration.lock import (  # noqa: F401 - the guard's home is lock.py
     REPRO,
     RUN,
@@ -80,19 +81,26 @@ def for_flow(workspace: str, spec_file: str, overrides: list[str], pipeline: str
 
 
 def record(plan: Plan, steps: list[str]) -> None:
-    """Record finished steps in DVC now, so a run killed later keeps them."""
-    dvc.record_steps(plan.request, [s for s in steps if s not in plan.recorded])
+    """Record finished steps in DVC now, so a run killed later keeps them. Nothing is recorded
+    once the run is interrupted (a killed worker's step looks finished to the flow), and an
+    interrupt during the commit waits for its end."""
+    shutdown.check()
+    with shutdown.deferred():
+        dvc.record_steps(plan.request, [s for s in steps if s not in plan.recorded])
     plan.recorded.update(steps)
 
 
 def finish_run(plan: Plan, failed: dict[str, str]) -> list[str]:
     """Record the rest of the run in DVC (from this one process), except the variants that
     failed: DVC must not call them done, so the next run tries them again. Return every failed
-    variant: those the flow saw fail (``failed``) and those whose metrics say so."""
+    variant: those the flow saw fail (``failed``) and those whose metrics say so. Nothing is
+    recorded once the run is interrupted, and an interrupt during the commit waits for its end."""
     skip = {f"quantize:{name}" for name in failed}
     done = [s for s in plan.describe() if s not in skip]
-    dvc.commit_run(plan.request, [s for s in done if s not in plan.recorded],
-                   push_targets=done if "publish" in plan.stages else None)
+    shutdown.check()
+    with shutdown.deferred():
+        dvc.commit_run(plan.request, [s for s in done if s not in plan.recorded],
+                       push_targets=done if "publish" in plan.stages else None)
     plan.recorded.update(done)
     out = []
     for v in plan.request.pipeline.variants:

@@ -7,6 +7,10 @@ hung job. Here each worker is a ``multiprocessing`` process with a pipe of its o
 (``quantflow.orchestration.worker``), so the parent knows which job a dead process held, kills
 exactly that one on a timeout, and starts a replacement when the next job needs one; the other
 workers carry on. Only public multiprocessing API is used.
+
+``kill_all`` is the way out of a stopped run (quantflow.orchestration.shutdown): it kills every
+worker of every open pool in this process at once, from a signal handler, and the pools start
+no new worker after it.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import multiprocessing
 import signal
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
@@ -34,6 +39,16 @@ class _Worker:
     proc: BaseProcess
     conn: Connection
     ready: bool = False
+
+
+_OPEN: weakref.WeakSet[WarmPool] = weakref.WeakSet()  # pools not yet closed, for kill_all
+
+
+def kill_all() -> None:
+    """Kill every worker of every open pool now, and let none start after: the run was stopped.
+    Safe in a signal handler: it takes no lock (a thread of this process may hold one)."""
+    for pool in list(_OPEN):
+        pool.stop()
 
 
 def _death(proc: BaseProcess, starting: bool) -> WorkerLost:
@@ -59,11 +74,13 @@ class WarmPool:
         self._workers: list[_Worker] = []
         self._idle: list[_Worker] = []
         self._changed = threading.Condition()
+        self._stopped = False
+        _OPEN.add(self)
 
     def prespawn(self, count: int | None = None) -> None:
         """Start workers now, so they warm up (import TensorFlow) while the first steps run."""
         with self._changed:
-            while len(self._workers) < min(self.size, count or self.size):
+            while not self._stopped and len(self._workers) < min(self.size, count or self.size):
                 self._idle.append(self._spawn())
 
     def run(self, fn: Callable[..., Any], *args: Any, timeout: float | None = None) -> Any:
@@ -87,6 +104,16 @@ class WarmPool:
             raise payload
         return payload
 
+    def stop(self) -> None:
+        """Kill every worker now and start no more; a ``run`` waiting for one gets WorkerLost.
+        Takes no lock, so that a signal handler can call it whatever the threads hold."""
+        self._stopped = True
+        for w in list(self._workers):
+            try:
+                w.proc.kill()
+            except (OSError, ValueError, AttributeError):  # gone, closed, or never started
+                pass
+
     def close(self) -> None:
         """Kill every worker: the jobs are over, and a TensorFlow teardown costs seconds."""
         with self._changed:
@@ -96,6 +123,7 @@ class WarmPool:
                 w.proc.join(timeout=5)
                 w.conn.close()
             self._workers, self._idle = [], []
+        _OPEN.discard(self)
 
     def _spawn(self) -> _Worker:
         parent, child = self._ctx.Pipe()
@@ -106,11 +134,15 @@ class WarmPool:
         self.started.append(proc.pid or 0)
         worker = _Worker(proc, parent)
         self._workers.append(worker)
+        if self._stopped:  # stop() ran while this one was starting: it saw the list without it
+            proc.kill()
         return worker
 
     def _acquire(self) -> _Worker:
         with self._changed:
             while True:
+                if self._stopped:
+                    raise WorkerLost("the run was stopped")
                 while self._idle:
                     worker = self._idle.pop(0)
                     if worker.proc.is_alive():
@@ -118,7 +150,7 @@ class WarmPool:
                     self._workers.remove(worker)  # died while idle (an OOM kill, say)
                 if len(self._workers) < self.size:
                     return self._spawn()
-                self._changed.wait()
+                self._changed.wait(1.0)  # stop() takes no lock, so it cannot notify
 
     def _release(self, worker: _Worker) -> None:
         with self._changed:

@@ -7,6 +7,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from quantflow.core.request import RunRequest
+from quantflow.orchestration.runlog import one_line
 
 
 def print_summary(console: Console, request: RunRequest, summary: object) -> None:
@@ -31,7 +32,8 @@ def print_summary(console: Console, request: RunRequest, summary: object) -> Non
         console.print(table)
         for r in rows:
             if r["gate"] == "FAIL":
-                console.print(f"  [red]{escape(r['variant'])}[/red]: {escape(r['reason'])}")
+                console.print(f"  [red]{escape(r['variant'])}[/red]: "
+                              f"{escape(one_line(r['reason']))}")
         console.print(f"report: {ctx.paths.report.relative_to(ctx.workspace)}")
     status = summary.status  # type: ignore[attr-defined]
     colour = {"published": "green", "blocked": "red"}.get(status, "yellow")

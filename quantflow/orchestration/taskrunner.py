@@ -10,6 +10,10 @@ timeout costs only the step it was running, and the next step gets a fresh worke
 sized from the run's own spec (``execution.max_workers``) inside the flow, so ``quantflow run``
 and a deployment's flow run size it the same way.
 
+What crosses back from a worker is unpickled in the flow's process, so a step's exception
+crosses as a quantflow type (``plain_errors``): a TensorFlow exception class would import
+TensorFlow there (~10 s, its C++ notices on the terminal) just to be printed.
+
 This replaces a ``ProcessPoolTaskRunner`` subclass that reached into the executor's private
 ``_executor`` and ``_processes``; nothing here depends on a private field.
 """
@@ -23,6 +27,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, TypeVar
 
+from quantflow.core.errors import QuantflowError, StepError
 from quantflow.orchestration.pool import WarmPool
 
 T = TypeVar("T")
@@ -43,20 +48,43 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
 
 
+@contextmanager
+def plain_errors(stage: str) -> Iterator[None]:
+    """A library's error becomes a StepError with the same text (its traceback goes along as a
+    note, see worker.portable); quantflow's own (a DataError) pass as they are."""
+    try:
+        yield
+    except QuantflowError:
+        raise
+    except Exception as exc:
+        raise StepError(f"{stage} failed: {type(exc).__name__}: {exc}") from exc
+
+
+def run_step(fn: Callable[..., T], *args: Any) -> T:
+    """What a worker runs for ``in_worker``: the step, its errors made plain (see the module
+    doc). The stage is the step's module name (quantflow.steps.<stage>)."""
+    with plain_errors(fn.__module__.rpartition(".")[2]):
+        return fn(*args)
+
+
 def warm_worker() -> None:
     """Worker initializer: pay the TensorFlow import once per worker, up front."""
     import logging
 
     from quantflow.core.tfenv import tf_modules
+    from quantflow.orchestration import runlog, shutdown
 
+    shutdown.ignore_interrupts()  # the run handles Ctrl-C and kills its workers
+    runlog.route_worker_output()  # C++ notices and warnings go to the run log
     logging.getLogger("quantflow").setLevel(logging.INFO)  # step progress reaches run logs
     _die_with_parent()
-    tf, _ = tf_modules()
-    threads = int(os.environ.get("QUANTFLOW_TF_THREADS", "0"))
-    if threads:  # share the cores between workers instead of oversubscribing them
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(threads)
-    import ai_edge_litert.interpreter  # noqa: F401
+    with plain_errors("starting a worker"):  # it reaches the first step's task
+        tf, _ = tf_modules()
+        threads = int(os.environ.get("QUANTFLOW_TF_THREADS", "0"))
+        if threads:  # share the cores between workers instead of oversubscribing them
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(threads)
+        import ai_edge_litert.interpreter  # noqa: F401
 
 
 def task_runner() -> Any:
@@ -88,7 +116,8 @@ def in_worker(fn: Callable[..., T], *args: Any, timeout: float | None = None) ->
     """``fn(*args)`` in a warm worker of this flow run (tasks copy the flow's context), or in
     this process when there is no pool (a test calling a task's ``.fn``)."""
     pool = _POOL.get()
-    return fn(*args) if pool is None else pool.run(fn, *args, timeout=timeout)
+    return run_step(fn, *args) if pool is None else \
+        pool.run(run_step, fn, *args, timeout=timeout)
 
 
 def submit_in_turn(names: list[str], submit: Callable[[str], Any], limit: int) \

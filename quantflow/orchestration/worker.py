@@ -7,6 +7,7 @@ task run. Nothing here imports Prefect or TensorFlow (the initializer brings Ten
 
 from __future__ import annotations
 
+import copy
 import logging
 import logging.handlers
 import os
@@ -19,12 +20,20 @@ from typing import Any
 
 
 class _PipeHandler(logging.handlers.QueueHandler):
-    """Sends log records to the parent, formatted first as QueueHandler does (args may not
-    pickle)."""
+    """Sends log records to the parent, their message formatted first (args may not pickle).
+    Unlike QueueHandler a traceback travels apart, as ``exc_text``: the parent's handlers
+    decide where it goes (the run log keeps it, the terminal leaves it out)."""
 
     def __init__(self, send: Callable[[tuple[str, Any]], None]) -> None:
         super().__init__(None)  # type: ignore[arg-type] - enqueue is overridden
         self._send = send
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        record = copy.copy(record)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        record.msg, record.args, record.exc_info = record.getMessage(), None, None
+        return record
 
     def enqueue(self, record: logging.LogRecord) -> None:
         self._send(("log", record))
