@@ -120,6 +120,7 @@ def render_report(
     variants: list[VariantMetrics],
     gate: GateResult,
     description: str = "",
+    extra: list[str] | None = None,
 ) -> str:
     """The human view: one table of every model, then why each variant passed or failed."""
     decisions = {d.name: d for d in gate.decisions}
@@ -150,6 +151,7 @@ def render_report(
     if gate.notes:
         lines += ["", "## What the test set cannot resolve", ""]
         lines += [f"- {_cell(n)}" for n in gate.notes]
+    lines += extra or []  # sections of kinds that write more than a model (auto's search)
     failed = [m for m in [baseline, *variants] if m.status == "failed"]
     if failed:
         lines += ["", "## Failed models", ""]
@@ -165,6 +167,8 @@ def write_report(
     gate: GateResult,
     path: Path,
     description: str = "",
+    extra: list[str] | None = None,
 ) -> Path:
     """report.md for people reviewing a run (also linked from the publish manifest)."""
-    return write_text(path, render_report(pipeline, baseline, variants, gate, description))
+    return write_text(path, render_report(pipeline, baseline, variants, gate, description,
+                                          extra))

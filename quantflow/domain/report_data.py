@@ -61,8 +61,9 @@ def read_layers(name: str, folder: Path) -> Layers | None:
     if not table.is_file():
         return None
     with open(table, newline="") as f:
+        # a layer the search never ranked (full int8 passed at once) has no error to draw
         rows = [(r["layer"], float(r["error"]), r["precision"].strip())
-                for r in csv.DictReader(f)]
+                for r in csv.DictReader(f) if (r.get("error") or "").strip()]
     found = json.loads(search.read_text()) if search.is_file() else None
     return Layers(name, rows, found if isinstance(found, dict) else {"search": found}
                   if found is not None else None)

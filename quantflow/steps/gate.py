@@ -6,7 +6,7 @@ from typing import Any
 
 from quantflow.core.request import StepContext
 from quantflow.core.results import GateResult, VariantMetrics
-from quantflow.domain import report, report_page, units
+from quantflow.domain import autoreport, report, report_page, units
 from quantflow.domain.gate import decide, drop_of, value_of
 
 # strategy and objective (publish) pick what gets selected.
@@ -39,8 +39,10 @@ def gate(ctx: StepContext, failed: dict[str, str] | None = None) -> GateResult:
     result.write(p.gate)
     report.write_metrics(baseline, variants, result, p.metrics)
     report.write_plot(baseline, variants, result, p.plot)
+    extra = [line for v in ctx.pipeline.variants
+             for line in autoreport.section(v.name, p.variant_dir(v.name))]
     report.write_report(ctx.name, baseline, variants, result, p.report,
-                        description=ctx.pipeline.description)
+                        description=ctx.pipeline.description, extra=extra)
     report_page.for_gate(ctx)  # report.html and latency.csv
     return result
 

@@ -9,11 +9,14 @@ import shutil
 import signal
 import time
 import traceback
+from functools import partial
+from pathlib import Path
+from typing import Any
 
 from quantflow.core.errors import Exit
 from quantflow.core.io import sha256_file
 from quantflow.core.request import StepContext
-from quantflow.core.results import VariantMetrics
+from quantflow.core.results import VariantDecision, VariantMetrics
 from quantflow.variants import ConvertInputs, converter
 
 # Its own variant item (minus its gate, the gate's to read); QAT fine-tunes with `train`.
@@ -46,10 +49,11 @@ def quantize(ctx: StepContext, variant_name: str) -> VariantMetrics:
     out, metrics_path = p.variant_tflite(variant_name), p.variant_metrics(variant_name)
     shutil.rmtree(p.variant_dir(variant_name), ignore_errors=True)
     out.parent.mkdir(parents=True, exist_ok=True)
+    baseline = VariantMetrics.read(p.baseline_metrics)
     inputs = ConvertInputs(trained=p.trained, saved_model=p.saved_model,
                            calibration=p.calibration, dataset=p.dataset, train=spec.train,
-                           signature=spec.model.signature_key())
-    baseline = VariantMetrics.read(p.baseline_metrics)
+                           signature=spec.model.signature_key(), float_tflite=p.float_tflite,
+                           judge=partial(judge, ctx, variant, baseline))
     start = time.perf_counter()
     try:
         if variant.needs_calibration:
@@ -93,6 +97,22 @@ def exit_code(metrics: VariantMetrics) -> int:
     """`quantflow step quantize` (what `dvc repro` runs) exits 4 for a failed variant, so DVC
     does not record it as done: it runs again next time, as under `quantflow run`."""
     return Exit.VARIANT_FAILED if metrics.status == "failed" else Exit.OK
+
+
+def judge(ctx: StepContext, variant: Any, baseline: VariantMetrics,
+          candidate: Path) -> tuple[VariantMetrics, VariantDecision]:
+    """A searching kind's candidate, measured as this step measures a variant and decided by
+    the gate's own function, so that "passes" means what it means for the gate step."""
+    from quantflow.domain.evaluate import evaluate_tflite
+    from quantflow.domain.gate import decide
+
+    p, spec = ctx.paths, ctx.pipeline
+    m = evaluate_tflite(candidate, p.dataset, spec.evaluation, name=variant.name,
+                        kind=variant.kind, baseline=baseline, float_outputs=p.float_outputs,
+                        workspace=ctx.workspace, latency_lock=p.lock.with_suffix(".latency"),
+                        variant=variant)
+    result = decide(ctx.name, spec, baseline, [m])
+    return m, next(d for d in result.decisions if d.name == variant.name)
 
 
 run = quantize

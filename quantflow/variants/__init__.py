@@ -37,6 +37,10 @@ class ConvertInputs:
     dataset: Path  # .npz with x_train, y_train, x_test, y_test (normalised float32 / int64)
     train: TrainSpec  # training settings (QAT fine-tunes with them)
     signature: str = "serving_default"  # the SavedModel signature to convert
+    float_tflite: Path | None = None  # export's float .tflite (what ai-edge-quantizer rewrites)
+    # Searching kinds (auto): measure a candidate .tflite as the quantize step measures the
+    # variant and decide it with the gate's own function -> (VariantMetrics, VariantDecision).
+    judge: Callable[[Path], Any] | None = None
 
 
 Convert = Callable[[ConvertInputs, Any, Path], Path]

@@ -151,6 +151,15 @@ def _data_files(spec: PipelineSpec) -> list[str]:
     return [posixpath.normpath(f) for f in files]
 
 
+def _gate_params(key: str, pipe: PipelineSpec, i: int) -> list[str]:
+    """A kind that searches with the gate (``reads_gate``: auto) depends on the gate's keys."""
+    v = pipe.variants[i]
+    if not getattr(v, "reads_gate", False):
+        return []
+    return ([f"{key}.gate"] if "gate" in pipe.model_fields_set else []) + \
+        ([f"{key}.variants.{i}.gate"] if "gate" in v.model_fields_set else [])
+
+
 def _model_files(spec: PipelineSpec) -> list[str]:
     """Files the model source reads (a user's model file or SavedModel folder, for `path`)."""
     return [posixpath.normpath(f) for f in spec.model.files().values()]
@@ -179,7 +188,7 @@ def pipeline_stages(spec: Spec, name: str) -> list[Stage]:
             stage_name("quantize", name, v.name), "quantize", name, v.name, v.kind,
             deps=[_rel(p.trained), _rel(p.saved_model), _rel(p.calibration), _rel(p.dataset),
                   _rel(p.baseline_metrics), _rel(p.float_outputs)],
-            params=stage_params(key, pipe, "quantize", i),
+            params=stage_params(key, pipe, "quantize", i) + _gate_params(key, pipe, i),
             outs=[variant_dirs[i]]))
     stages.append(Stage(
         stage_name("gate", name), "gate", name, deps=[_rel(p.baseline_metrics), *variant_dirs],
