@@ -207,6 +207,12 @@ def test_repro_reruns_only_what_changed_and_a_clone_pulls_the_same_files(ws, tmp
     page = (tmp_path / "plots" / "index.html").read_text()
     assert "vegaEmbed" in page and '"size_bytes"' in page
     assert not re.search(r"<script[^>]+src=", page), "the page must not load scripts"
+    assert '"latency_ms"' in page, "the latency plot (DVC's bar_horizontal template)"
+    # across commits: both revisions' points, still offline (the machine has no internet)
+    sh(ws, "dvc", "plots", "diff", "HEAD~1", "HEAD", "-o", str(tmp_path / "diff"))
+    both = (tmp_path / "diff" / "index.html").read_text()
+    assert "HEAD~1" in both and '"latency_ms"' in both and '"size_bytes"' in both
+    assert not re.search(r"<script[^>]+src=", both)
 
     sh(ws, "dvc", "push")
     clone = tmp_path / "clone"
