@@ -42,3 +42,13 @@ def test_a_failed_flow_run_is_one_line_with_its_log(tmp_path, monkeypatch, exc, 
                and not x.startswith("tiny: log ")]
     assert shown.startswith(line), out
     assert "Traceback" not in out and "Traceback" in log
+
+
+def test_a_run_outside_a_dvc_repository_says_once_that_nothing_is_cached(tmp_path) -> None:
+    spec = write_workspace(tmp_path / "ws", tiny_spec())
+    request = load_request(spec.parent, spec.name, [], "tiny")
+    note = runner.uncached_note([request, request])
+    assert note is not None and note.count(str(spec.parent)) == 1
+    assert "not a DVC repository" in note and "quantflow init" in note
+    (spec.parent / ".dvc").mkdir()
+    assert runner.uncached_note([request]) is None

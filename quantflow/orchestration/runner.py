@@ -32,10 +32,24 @@ def _exit_code(summary: object) -> int:
     return Exit.OK
 
 
+def uncached_note(requests: list[RunRequest]) -> str | None:
+    """Outside a DVC repository nothing says what is stale: every run redoes every step and
+    publishes again. Say so once, with the fix, instead of leaving a user to wonder why."""
+    bare = sorted({str(r.workspace) for r in requests if not (r.workspace / ".dvc").is_dir()})
+    if not bare:
+        return None
+    return (f"note: {', '.join(bare)} is not a DVC repository, so nothing is cached between "
+            "runs and every run redoes every step; run `quantflow init` there (git + DVC, "
+            ".gitignore, dvc.yaml) to fix it")
+
+
 def _plans(requests: list[RunRequest], force: bool, console: Console,
            codes: list[int]) -> list[Plan]:
     """Refuse busy pipelines before planning (an in-flight run makes any plan meaningless),
     plan the others, and say which are up to date."""
+    note = uncached_note(requests)
+    if note:
+        console.print(note, markup=False, style="yellow")
     plans = []
     for r in requests:
         try:
