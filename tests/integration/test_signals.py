@@ -256,8 +256,11 @@ def test_a_failed_variant_is_one_line_with_the_log_and_no_tensorflow_noise(env, 
     assert "Traceback" in full and message in full
 
 
-def test_converter_text_keeps_its_square_brackets(env, tmp_path):
-    """A SimpleRNN: TF 2.21's converter refuses it with advice written as a Python list."""
+def test_a_dynamic_batch_rnn_is_one_clear_line_not_the_converters_text(env, tmp_path):
+    """A SimpleRNN with a dynamic batch: TF 2.21's converter refuses it with a TensorList
+    message; quantflow says how to fix the model instead, in one line with the log path, and
+    exits 2 (the user's model). Square brackets in library text are kept: tests/test_runner.py
+    feeds the converter's `[tf.lite.OpsSet...]` advice through the same path."""
     ws = tmp_path / "ws"
     ws.mkdir()
     subprocess.run([sys.executable, "-c", "import sys; from quantflow.core.tfenv import "
@@ -266,13 +269,12 @@ def test_converter_text_keeps_its_square_brackets(env, tmp_path):
                     ").save(sys.argv[1])", str(ws / "rnn.keras")],
                    cwd=ROOT, env=env, check=True, capture_output=True)
     write_workspace(ws, tiny_spec(model={"path": "rnn.keras"}))
-    run = start(ws, env, "brackets")
-    assert run.wait() == Exit.ERROR
+    run = start(ws, env, "rnn")
+    assert run.wait() == Exit.SPEC
     out = run.output()
-    [line] = [line for line in out.splitlines() if "tiny: export failed: ConverterError" in line]
-    assert "[tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]" in line, line
-    assert "(log: artifacts/tiny/logs/run-" in line
-    assert "Traceback" not in out and "oneDNN" not in out
+    [line] = [line for line in out.splitlines() if "needs a static batch size" in line]
+    assert "batch_size=1" in line and "(log: artifacts/tiny/logs/run-" in line, line
+    assert "Traceback" not in out and "oneDNN" not in out and "TensorList" not in out
 
 
 def test_a_data_error_is_one_line_and_exit_2(env, tmp_path):
