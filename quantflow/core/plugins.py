@@ -10,6 +10,7 @@ from __future__ import annotations
 import pkgutil
 from importlib import import_module
 from types import ModuleType
+from typing import Any
 
 
 def discover(package: str) -> list[ModuleType]:
@@ -29,3 +30,14 @@ def require(module: ModuleType, *names: str) -> None:
     missing = [n for n in names if not hasattr(module, n)]
     if missing:
         raise TypeError(f"plugin module {module.__name__} lacks {', '.join(missing)}")
+
+
+def spec_class(module: ModuleType, base: type[Any], what: str) -> type[Any]:
+    """The one ``base`` subclass a plugin module defines: the class is its declaration, so a
+    module with none, or two, is refused at discovery rather than half-registered."""
+    found = [obj for obj in vars(module).values() if isinstance(obj, type)
+             and issubclass(obj, base) and obj.__module__ == module.__name__]
+    if len(found) != 1:
+        raise TypeError(f"{what} module {module.__name__} must define one {base.__name__} "
+                        f"subclass, found {len(found)}")
+    return found[0]

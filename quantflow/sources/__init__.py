@@ -19,7 +19,7 @@ from typing import Annotated, Any
 
 from pydantic import Discriminator, Tag
 
-from quantflow.core.plugins import discover, require
+from quantflow.core.plugins import discover, require, spec_class
 from quantflow.core.specbase import ModelBase
 
 Build = Callable[..., Any]
@@ -37,12 +37,7 @@ class Source:
 
 
 def _spec_class(module: Any) -> type[ModelBase]:
-    found = [obj for obj in vars(module).values() if isinstance(obj, type)
-             and issubclass(obj, ModelBase) and obj.__module__ == module.__name__]
-    if len(found) != 1:
-        raise TypeError(f"source module {module.__name__} must define one ModelBase subclass, "
-                        f"found {len(found)}")
-    return found[0]
+    return spec_class(module, ModelBase, "source")
 
 
 def _check(name: str, spec: type[ModelBase]) -> None:

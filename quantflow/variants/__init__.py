@@ -20,7 +20,7 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from quantflow.core.plugins import discover, require
+from quantflow.core.plugins import discover, require, spec_class
 from quantflow.core.specbase import Expected, TrainSpec, VariantBase
 
 # The float baseline is no kind (nobody lists it under `variants:`), but it promises too.
@@ -57,13 +57,7 @@ class Kind:
 
 
 def _spec_class(module: Any) -> type[VariantBase]:
-    """The one VariantBase subclass the module defines: the class is the declaration."""
-    found = [obj for obj in vars(module).values() if isinstance(obj, type)
-             and issubclass(obj, VariantBase) and obj.__module__ == module.__name__]
-    if len(found) != 1:
-        raise TypeError(f"kind module {module.__name__} must define one VariantBase subclass, "
-                        f"found {len(found)}")
-    return found[0]
+    return spec_class(module, VariantBase, "kind")
 
 
 def _kind_name(spec: type[VariantBase]) -> str:
