@@ -64,6 +64,12 @@ class PipelinePaths:
         return self.export_dir / "float.tflite"
 
     @property
+    def calibrated(self) -> Path:
+        """A cache, not a DVC output: the calibrated float model the converter's integer kinds
+        share, one file named by what it depends on (variants/_calibrated.py)."""
+        return self.export_dir / "calibrated"
+
+    @property
     def baseline_metrics(self) -> Path:
         return self.export_dir / "metrics.json"
 

@@ -53,7 +53,8 @@ def quantize(ctx: StepContext, variant_name: str) -> VariantMetrics:
     inputs = ConvertInputs(trained=p.trained, saved_model=p.saved_model,
                            calibration=p.calibration, dataset=p.dataset, train=spec.train,
                            signature=spec.model.signature_key(), float_tflite=p.float_tflite,
-                           judge=partial(judge, ctx, variant, baseline))
+                           judge=partial(judge, ctx, variant, baseline),
+                           calibrated=p.calibrated)
     start = time.perf_counter()
     try:
         if variant.needs_calibration:

@@ -41,6 +41,9 @@ class ConvertInputs:
     # Searching kinds (auto): measure a candidate .tflite as the quantize step measures the
     # variant and decide it with the gate's own function -> (VariantMetrics, VariantDecision).
     judge: Callable[[Path], Any] | None = None
+    # Where the converter's integer kinds keep the pipeline's one calibrated float model
+    # (variants/_calibrated.py); None: each conversion calibrates for itself.
+    calibrated: Path | None = None
 
 
 Convert = Callable[[ConvertInputs, Any, Path], Path]

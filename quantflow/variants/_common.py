@@ -76,12 +76,18 @@ def representative_dataset(inputs: ConvertInputs) -> Callable[[], Iterator[Any]]
     return gen
 
 
-def write_tflite(converter: Any, out: Path) -> Path:
-    """Convert and write the model atomically: a failed or killed conversion leaves no file."""
+def write_tflite(converter: Any, out: Path, inputs: ConvertInputs | None = None) -> Path:
+    """Convert and write the model atomically: a failed or killed conversion leaves no file.
+
+    With ``inputs``, a calibrated integer conversion shares the pipeline's one calibration
+    (``_calibrated``: same bytes as the converter's own path, calibrated once)."""
     from quantflow.core import io
     from quantflow.domain.savedmodel import convert
+    from quantflow.variants import _calibrated
 
-    return io.write_bytes(out, convert(converter))
+    model = None if inputs is None else _calibrated.convert(
+        converter, inputs.float_tflite, inputs.calibration, inputs.calibrated)
+    return io.write_bytes(out, convert(converter) if model is None else model)
 
 
 def set_io_type(converter: Any, io_type: str) -> None:

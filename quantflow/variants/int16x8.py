@@ -46,4 +46,4 @@ def convert(inputs: ConvertInputs, variant: Int16x8Variant, out: Path) -> Path:
         supported.append(ops.TFLITE_BUILTINS)
     converter.target_spec.supported_ops = supported
     set_io_type(converter, variant.io_type)
-    return write_tflite(converter, out)
+    return write_tflite(converter, out, inputs)

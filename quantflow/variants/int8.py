@@ -43,4 +43,4 @@ def convert(inputs: ConvertInputs, variant: Int8Variant, out: Path) -> Path:
     converter.representative_dataset = representative_dataset(inputs)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     set_io_type(converter, variant.io_type)
-    return write_tflite(converter, out)
+    return write_tflite(converter, out, inputs)

@@ -38,4 +38,4 @@ def convert(inputs: ConvertInputs, variant: Int8FloatFallbackVariant, out: Path)
     converter = saved_model_converter(inputs)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = representative_dataset(inputs)
-    return write_tflite(converter, out)
+    return write_tflite(converter, out, inputs)
