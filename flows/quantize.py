@@ -56,7 +56,7 @@ def _quantize(plan: Plan, pool: WarmPool, after: list[PrefectFuture]) -> dict[st
     success is recorded in DVC at once; a failure never is (it must run again next time), and
     is returned with its reason for the gate and the summary."""
     ctx, execution = plan.request.step, plan.request.spec.execution
-    order = sorted(plan.variants, key=lambda v: ctx.pipeline.variant(v).kind != "qat")
+    order = sorted(plan.variants, key=lambda v: not ctx.pipeline.variant(v).trains)
     log, failed = get_run_logger(), {}
 
     def submit(name: str) -> PrefectFuture:

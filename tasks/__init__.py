@@ -28,7 +28,7 @@ def _key(pipeline: str, what: str) -> str:
 def prepare(ctx: StepContext) -> None:
     from quantflow.steps import prepare as step
 
-    info = in_worker(step.run, ctx)
+    info = in_worker(step.run, ctx, heavy=True)
     get_run_logger().info("prepare %s: %d train / %d test examples, %d calibration samples, "
                           "%d classes", ctx.name, info.train_examples, info.test_examples,
                           info.calibration_examples, info.num_classes)
@@ -38,7 +38,7 @@ def prepare(ctx: StepContext) -> None:
 def train(ctx: StepContext) -> None:
     from quantflow.steps import train as step
 
-    info = in_worker(step.run, ctx)
+    info = in_worker(step.run, ctx, heavy=True)
     log = get_run_logger()
     if not info.trained:
         log.info("train %s: loaded %s (%d params; training skipped)", ctx.name,
@@ -53,7 +53,7 @@ def train(ctx: StepContext) -> None:
 def export(ctx: StepContext) -> VariantMetrics:
     from quantflow.steps import export as step
 
-    m = in_worker(step.run, ctx)
+    m = in_worker(step.run, ctx, heavy=True)
     get_run_logger().info("export %s: float.tflite %d bytes, %s %s", ctx.name,
                           m.size_bytes or 0, label(m.metric), show_value(m.metric_value,
                                                                          m.percent))
@@ -78,7 +78,8 @@ def quantize(ctx: StepContext, variant: str, timeout_seconds: float | None = Non
     from quantflow.steps import quantize as step
 
     try:
-        m = in_worker(step.run, ctx, variant, timeout=timeout_seconds)
+        m = in_worker(step.run, ctx, variant, timeout=timeout_seconds,
+                      heavy=ctx.pipeline.variant(variant).trains)
     except Exception as exc:  # noqa: BLE001 - killed, timed out, or it could not record it
         if shutdown.requested() is not None:
             raise  # the stopped run killed its worker: not the variant's failure, no record

@@ -54,3 +54,29 @@ def test_quantflows_own_errors_cross_as_they_are(pool):
 def test_without_a_pool_the_step_runs_here_with_the_same_errors():
     with pytest.raises(StepError, match="test_taskrunner failed: ZeroDivisionError"):
         taskrunner.in_worker(lambda: 1 / 0)
+
+
+def intra_threads() -> int:
+    from quantflow.core.tfenv import tf_modules
+
+    tf, _ = tf_modules()
+    tf.constant(1.0) + 1.0  # starts the runtime: its pools are sized now
+    return tf.config.threading.get_intra_op_parallelism_threads()
+
+
+@pytest.mark.parametrize("heavy", [True, False])
+def test_the_first_step_sizes_its_workers_threads_and_a_reused_worker_keeps_them(heavy):
+    import os
+
+    cores = os.cpu_count() or 1
+    p = WarmPool(2)
+    token = taskrunner._POOL.set(p)
+    try:
+        first = taskrunner.in_worker(intra_threads, heavy=heavy)
+        assert first == (cores if heavy else max(1, cores // 2))
+        # Last in, first out: the next step reuses that worker, sized as it already is.
+        assert taskrunner.in_worker(intra_threads, heavy=not heavy) == first
+        assert len(p.started) == 1
+    finally:
+        taskrunner._POOL.reset(token)
+        p.close()

@@ -123,6 +123,8 @@ class VariantBase(Strict):
     needs_calibration: ClassVar[bool]
     requires: ClassVar[frozenset[str]] = frozenset()
     order: ClassVar[int] = 1000
+    # It trains (QAT): its worker gets every core, and it starts first (the critical path).
+    trains: ClassVar[bool] = False
 
     name: Name
     gate: GateSpec | None = Field(None, description="Thresholds overriding the pipeline gate.")

@@ -153,8 +153,10 @@ class WarmPool:
                 self._changed.wait(1.0)  # stop() takes no lock, so it cannot notify
 
     def _release(self, worker: _Worker) -> None:
+        """Last in, first out: steps one after another reuse one worker (sized for every
+        core, see threads.py), and the others stay fresh for the steps that share them."""
         with self._changed:
-            self._idle.append(worker)
+            self._idle.insert(0, worker)
             self._changed.notify()
 
     def _discard(self, worker: _Worker) -> None:

@@ -20,7 +20,6 @@ This replaces a ``ProcessPoolTaskRunner`` subclass that reached into the executo
 
 from __future__ import annotations
 
-import os
 import queue
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -60,11 +59,19 @@ def plain_errors(stage: str) -> Iterator[None]:
         raise StepError(f"{stage} failed: {type(exc).__name__}: {exc}") from exc
 
 
-def run_step(fn: Callable[..., T], *args: Any) -> T:
+def run_step(fn: Callable[..., T], *args: Any, threads: int | None = None) -> T:
     """What a worker runs for ``in_worker``: the step, its errors made plain (see the module
-    doc). The stage is the step's module name (quantflow.steps.<stage>)."""
+    doc), on the threads it asked for if the worker is new to TensorFlow (threads.py). The
+    stage is the step's module name (quantflow.steps.<stage>)."""
+    from quantflow.orchestration import threads as pools
+
     with plain_errors(fn.__module__.rpartition(".")[2]):
+        pools.apply(threads)
         return fn(*args)
+
+
+def _sized_step(threads: int, fn: Callable[..., T], *args: Any) -> T:
+    return run_step(fn, *args, threads=threads)
 
 
 def warm_worker() -> None:
@@ -79,11 +86,7 @@ def warm_worker() -> None:
     logging.getLogger("quantflow").setLevel(logging.INFO)  # step progress reaches run logs
     _die_with_parent()
     with plain_errors("starting a worker"):  # it reaches the first step's task
-        tf, _ = tf_modules()
-        threads = int(os.environ.get("QUANTFLOW_TF_THREADS", "0"))
-        if threads:  # share the cores between workers instead of oversubscribing them
-            tf.config.threading.set_intra_op_parallelism_threads(threads)
-            tf.config.threading.set_inter_op_parallelism_threads(threads)
+        tf_modules()  # imports only: the first step sizes the thread pools (threads.py)
         import ai_edge_litert.interpreter  # noqa: F401
 
 
@@ -101,8 +104,6 @@ def worker_pool(max_workers: int) -> Iterator[WarmPool]:
     PR_SET_PDEATHSIG fires when the *thread* that started a worker ends: workers are started by
     the flow's thread or by task threads, all of which outlive this context.
     """
-    # Workers split the machine's cores between them (TensorFlow would give each all of them).
-    os.environ["QUANTFLOW_TF_THREADS"] = str(max(1, (os.cpu_count() or 1) // max_workers))
     pool = WarmPool(max_workers, initializer=warm_worker)
     token = _POOL.set(pool)
     try:
@@ -112,12 +113,16 @@ def worker_pool(max_workers: int) -> Iterator[WarmPool]:
         pool.close()
 
 
-def in_worker(fn: Callable[..., T], *args: Any, timeout: float | None = None) -> T:
+def in_worker(fn: Callable[..., T], *args: Any, timeout: float | None = None,
+              heavy: bool = False) -> T:
     """``fn(*args)`` in a warm worker of this flow run (tasks copy the flow's context), or in
-    this process when there is no pool (a test calling a task's ``.fn``)."""
+    this process when there is no pool (a test calling a task's ``.fn``). A ``heavy`` step
+    (one that trains, or runs alone) asks for every core, others for their share."""
+    from quantflow.orchestration import threads
+
     pool = _POOL.get()
     return run_step(fn, *args) if pool is None else \
-        pool.run(run_step, fn, *args, timeout=timeout)
+        pool.run(_sized_step, threads.for_step(heavy, pool.size), fn, *args, timeout=timeout)
 
 
 def submit_in_turn(names: list[str], submit: Callable[[str], Any], limit: int) \

@@ -43,6 +43,10 @@ def portable(exc: BaseException) -> BaseException:
     """The job's exception, picklable and carrying this process's traceback as a note (the
     traceback itself does not cross the pipe)."""
     exc.add_note("in the worker process:\n" + "".join(traceback.format_exception(exc)))
+    # The note holds the chain as text. The objects stay here: with tblib installed (dask's
+    # distributed brings it, and importing TensorFlow turns its pickling on) the cause and
+    # traceback would pickle too, and unpickling a TensorFlow exception imports TensorFlow.
+    exc.__cause__ = exc.__context__ = exc.__traceback__ = None
     try:
         pickle.dumps(exc)
         return exc

@@ -37,6 +37,7 @@ class QatVariant(VariantBase):
     io_type: Literal["float32", "int8", "uint8"] = Field("float32", description="I/O type.")
 
     requires: ClassVar[frozenset[str]] = frozenset({"keras2"}) | SAVED_MODEL
+    trains: ClassVar[bool] = True  # its worker gets every core; it starts first
     order: ClassVar[int] = 60
 
     @property
