@@ -130,15 +130,18 @@ def run_pipelines(requests: list[RunRequest], overrides: list[str], *, force: bo
                   console: Console) -> int:
     """Run each requested pipeline; return the worst exit code."""
     codes: list[int] = []
-    stale = _checked(_plans(requests, force, console, codes), console, codes)
+    stale = _plans(requests, force, console, codes)
     if not stale:
         return worst(codes)
     from quantflow.orchestration.server import prefect_api
 
     runlog.quiet_console()
     runlog.quiet_resource_tracker()
-    with prefect_api() as url:
-        console.print(f"Prefect API: {url}")
+    with prefect_api() as api:  # an ephemeral server starts while the deep check runs
+        stale = _checked(stale, console, codes)
+        if not stale:
+            return worst(codes)
+        console.print(f"Prefect API: {api.url()}")
         for plan in stale:
             shutdown.check()
             codes.append(_run_one(plan, overrides, force, console))

@@ -16,8 +16,9 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 from quantflow.core.errors import Exit
@@ -40,36 +41,102 @@ def quiet_prefect_env() -> None:
     os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "quantflow")
 
 
+class Api:
+    """The API a run talks to. ``url()`` returns it once it is up: an ephemeral server starts
+    in a thread, so the run's other fixed costs (the deep check's TensorFlow import) overlap
+    the ~12 s it takes, and the URL is only exported (to this process's settings and to the
+    workers' environment) when it answers; its port may change while it starts."""
+
+    def __init__(self, url: str | None = None, server: Any = None,
+                 ready: Callable[[str], None] | None = None) -> None:
+        self._url, self._server, self._ready, self._error = url, server, ready, None
+        self._started = threading.Event()
+        if server is None:
+            self._started.set()
+
+    def wait(self, timeout: float = 180) -> None:
+        """The thread's body: poll the server's health until it answers. Prefect's default
+        20 s is too short on a busy machine. (The process itself is launched by the run's
+        thread: PR_SET_PDEATHSIG fires when the *thread* that started it ends.)"""
+        import httpx
+
+        server, deadline = self._server, time.monotonic() + timeout
+        try:
+            with httpx.Client() as client:
+                while True:
+                    code = server.server_process.poll()
+                    if code is not None:
+                        raise RuntimeError(f"the Prefect server on port {server.port} exited "
+                                           f"with code {code} while starting")
+                    try:
+                        if client.get(f"{server.api_url}/health").status_code == 200:
+                            break
+                    except httpx.TransportError:
+                        pass
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"the Prefect server on port {server.port} did not "
+                                           f"answer within {timeout:g} s")
+                    time.sleep(0.1)
+            self._url = server.api_url
+        except BaseException as exc:  # noqa: BLE001 - raised by url() in the run's thread
+            self._error = exc
+        finally:
+            self._started.set()
+
+    def url(self) -> str:
+        self._started.wait()
+        if self._error is not None:
+            raise self._error
+        assert self._url is not None
+        if self._ready is not None:
+            self._ready(self._url)
+            self._ready = None
+        return self._url
+
+
 @contextmanager
-def prefect_api() -> Iterator[str]:
-    """Yield the API URL in use, starting (and later stopping) an ephemeral server if needed."""
+def prefect_api() -> Iterator[Api]:
+    """Yield the API in use: PREFECT_API_URL when set, else an ephemeral server that starts
+    now, in the background, and stops when the block ends."""
     quiet_prefect_env()
     from prefect.settings import PREFECT_API_URL
 
     url = os.environ.get("PREFECT_API_URL") or PREFECT_API_URL.value()
     if url:
         os.environ["PREFECT_API_URL"] = url
-        yield url
+        yield Api(url)
         return
-    from prefect.server.api.server import SubprocessASGIServer
+    from prefect.server.api.server import SubprocessASGIServer, subprocess_server_logger
     from prefect.settings import temporary_settings
 
     server = SubprocessASGIServer()
-    server._run_uvicorn_command = lambda: _launch(server)  # type: ignore[method-assign]
     stopping = threading.Event()
-    try:
-        server.start(timeout=180)  # Prefect's default 20 s is too short on a busy machine
-        os.environ["PREFECT_API_URL"] = server.api_url
-        threading.Thread(target=_watch, args=(server, stopping), daemon=True,
-                         name="quantflow-server-watch").start()
-        with temporary_settings({PREFECT_API_URL: server.api_url}):
-            yield server.api_url
-    finally:
-        stopping.set()
-        if server.running:
-            _flush_api_logs(timeout=2 if shutdown.requested() else 10)
-        os.environ.pop("PREFECT_API_URL", None)
-        server.stop()
+    with ExitStack() as stack:
+
+        def ready(url: str) -> None:
+            os.environ["PREFECT_API_URL"] = url
+            stack.enter_context(temporary_settings({PREFECT_API_URL: url}))
+            threading.Thread(target=_watch, args=(server, stopping), daemon=True,
+                             name="quantflow-server-watch").start()
+
+        server.port = server.find_available_port()
+        subprocess_server_logger.info("Starting temporary server on %s", server.address)
+        server.running, server.server_process = True, _launch(server)
+        api = Api(server=server, ready=ready)
+        starting = threading.Thread(target=api.wait, daemon=True,
+                                    name="quantflow-server-start")
+        starting.start()
+        try:
+            yield api
+        finally:
+            stopping.set()
+            if starting.is_alive():
+                server.server_process.kill()  # the run ended before its server was up
+            starting.join(timeout=10)
+            if server.running and api._url is not None:  # noqa: SLF001
+                _flush_api_logs(timeout=2 if shutdown.requested() else 10)
+            os.environ.pop("PREFECT_API_URL", None)
+            server.stop()
 
 
 def _launch(server: Any) -> subprocess.Popen:
