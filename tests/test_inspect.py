@@ -145,16 +145,20 @@ def _in_subprocess(code: str, cwd: Path) -> str:
     return out.stdout
 
 
-def test_run_refuses_a_bad_model_before_starting_prefect(tmp_path: Path) -> None:
+def test_run_refuses_a_bad_model_before_any_flow_runs(tmp_path: Path) -> None:
+    """The deep check runs in a warm worker while the server starts: this process imports no
+    TensorFlow, no flow runs, and the server and workers are stopped."""
     (tmp_path / "net.py").write_text("x = 1\n")
     ws = ws_with(tmp_path, model={"builder": "net:make"})
     out = _in_subprocess(
         "import sys\nfrom quantflow.cli import app\n"
         "try:\n    app(['run', '--spec', 'pipelines.yaml'])\nexcept SystemExit as e:\n"
         "    print('exit', e.code)\n"
-        "print('prefect' in sys.modules, 'flows.quantize' in sys.modules)\n", ws)
+        "import multiprocessing as mp\n"
+        "print('tensorflow' in sys.modules, 'flows.quantize' in sys.modules, "
+        "len(mp.active_children()))\n", ws)
     assert "tiny: model: model.builder 'net:make': net has no 'make'" in out
-    assert "exit 2" in out and out.strip().endswith("False False")
+    assert "exit 2" in out and out.strip().endswith("False False 0")
 
 
 def test_an_up_to_date_run_imports_neither_tensorflow_nor_prefect(tmp_path: Path) -> None:
@@ -185,4 +189,4 @@ def test_only_pipelines_whose_prepare_or_train_runs_are_checked(tmp_path, monkey
 
     monkeypatch.setattr(inspect, "inspect_pipeline", never)
     plan = Plan(load_request(ws_with(tmp_path), "pipelines.yaml", [], "tiny"), stages, [])
-    assert runner._checked([plan], Console(), []) == [plan]
+    assert runner._checked([plan], Console(), [], None) == [plan]

@@ -8,6 +8,10 @@ a bad spec; anything else as exit 1.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
 from rich.console import Console
 from rich.markup import escape
 
@@ -22,6 +26,9 @@ from quantflow.core.errors import (
 from quantflow.core.request import RunRequest
 from quantflow.orchestration import runlog, shutdown
 from quantflow.orchestration.plan import Plan, check_not_running, plan_run, prime
+
+if TYPE_CHECKING:
+    from quantflow.orchestration.pool import WarmPool
 
 
 def _exit_code(summary: object) -> int:
@@ -66,19 +73,39 @@ def _plans(requests: list[RunRequest], force: bool, console: Console,
     return plans
 
 
-def _checked(plans: list[Plan], console: Console, codes: list[int]) -> list[Plan]:
+TF_STAGES = {"prepare", "train", "export"}
+
+
+def _prestart(plan: Plan) -> WarmPool | None:
+    """The first flow run's workers, started now so their TensorFlow import overlaps the
+    server's start (the flow adopts them); None when that run needs no worker."""
+    if not (plan.variants or plan.stages & TF_STAGES):
+        return None
+    from quantflow.orchestration import taskrunner
+
+    return taskrunner.prestart(plan.request.spec.execution.max_workers,
+                               max(1, len(plan.variants)))
+
+
+def _checked(plans: list[Plan], console: Console, codes: list[int],
+             pool: WarmPool | None) -> list[Plan]:
     """The deep check (quantflow.domain.inspect) of each pipeline whose prepare or train will
-    run, before Prefect starts: a model that does not fit its data is one line and exit 2,
-    not a failed flow run minutes later. Up-to-date stages are not checked (and import no
-    TensorFlow)."""
+    run, before any flow starts: a model that does not fit its data is one line and exit 2,
+    not a failed flow run minutes later. It runs in a warm worker (this process never imports
+    TensorFlow), else here. Up-to-date stages are not checked (and import no TensorFlow)."""
     if not any(p.stages & {"prepare", "train"} for p in plans):
         return plans
     from quantflow.domain.inspect import inspect_pipeline
+    from quantflow.orchestration import taskrunner
+
+    def inspect(plan: Plan) -> Any:
+        if pool is None:
+            return inspect_pipeline(plan.request.step)
+        return taskrunner.run_in(pool, inspect_pipeline, plan.request.step, heavy=True)
 
     ok = []
     for plan in plans:
-        found = inspect_pipeline(plan.request.step) if plan.stages & {"prepare", "train"} \
-            else None
+        found = inspect(plan) if plan.stages & {"prepare", "train"} else None
         if found is not None and found.problems:
             for problem in found.problems:
                 console.print(f"[red]{plan.request.name}: {escape(problem)}[/red]")
@@ -91,15 +118,16 @@ def _checked(plans: list[Plan], console: Console, codes: list[int]) -> list[Plan
     return ok
 
 
-def _run_one(plan: Plan, overrides: list[str], force: bool, console: Console) -> int:
-    """One pipeline's flow run, with its own log; one terminal line if it fails. The flow
-    sizes its own worker pool from the spec (flows/quantize.py)."""
+def _run_one(plan: Plan, overrides: list[str], force: bool, console: Console,
+             opened: Path | None = None) -> int:
+    """One pipeline's flow run, with its own log (``opened``: already open); one terminal
+    line if it fails. The flow sizes its own worker pool from the spec (flows/quantize.py)."""
     from flows.quantize import RunOptions, Target, quantize_pipeline
     from quantflow.orchestration.summary import print_summary
 
     r = plan.request
     target = Target(pipeline=r.name, spec_file=r.spec_file, workspace=str(r.workspace))
-    with runlog.run_log(r.paths.logs) as log:
+    with (nullcontext(opened) if opened else runlog.run_log(r.paths.logs)) as log:
         console.print(f"{r.name}: log {runlog.shown(log)}", markup=False)
         prime(plan, overrides, force)
         try:
@@ -137,12 +165,21 @@ def run_pipelines(requests: list[RunRequest], overrides: list[str], *, force: bo
 
     runlog.quiet_console()
     runlog.quiet_resource_tracker()
-    with prefect_api() as api:  # an ephemeral server starts while the deep check runs
-        stale = _checked(stale, console, codes)
-        if not stale:
-            return worst(codes)
-        console.print(f"Prefect API: {api.url()}")
-        for plan in stale:
-            shutdown.check()
-            codes.append(_run_one(plan, overrides, force, console))
+    from quantflow.orchestration import taskrunner
+
+    head = stale[0]
+    # An ephemeral server starts, and the first run's workers import TensorFlow, while the
+    # deep check runs (in one of them); the first run's log is open for them from the start.
+    with prefect_api() as api, runlog.run_log(head.request.paths.logs) as log:
+        try:
+            stale = _checked(stale, console, codes, _prestart(head))
+            if not stale:
+                return worst(codes)
+            console.print(f"Prefect API: {api.url()}")
+            for plan in stale:
+                shutdown.check()
+                codes.append(_run_one(plan, overrides, force, console,
+                                      log if plan is head else None))
+        finally:
+            taskrunner.discard_early()
     return worst(codes)

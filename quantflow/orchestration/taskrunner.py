@@ -34,6 +34,7 @@ T = TypeVar("T")
 # submits no more variants at a time than the pool has workers.
 THREADS = 64
 _POOL: ContextVar[WarmPool | None] = ContextVar("quantflow_worker_pool", default=None)
+_EARLY: list[WarmPool] = []  # started by `quantflow run` for its next flow run
 
 
 def _die_with_parent() -> None:
@@ -97,14 +98,44 @@ def task_runner() -> Any:
     return ThreadPoolTaskRunner(max_workers=THREADS)
 
 
+def prestart(max_workers: int, count: int) -> WarmPool:
+    """Start the next flow run's workers now, from `quantflow run` before its server is up,
+    so that their TensorFlow import overlaps the server's start; ``worker_pool`` adopts them.
+    Called from the run's main thread (it outlives them; see ``worker_pool``)."""
+    discard_early()
+    pool = WarmPool(max_workers, initializer=warm_worker)
+    pool.prespawn(count)
+    _EARLY.append(pool)
+    return pool
+
+
+def discard_early() -> None:
+    """Kill workers started by ``prestart`` that no flow run adopted."""
+    while _EARLY:
+        _EARLY.pop().close()
+
+
+def run_in(pool: WarmPool, fn: Callable[..., T], *args: Any, heavy: bool = False) -> T:
+    """``fn(*args)`` in a worker of ``pool``, sized as ``in_worker`` sizes it."""
+    from quantflow.orchestration import threads
+
+    return pool.run(_sized_step, threads.for_step(heavy, pool.size), fn, *args)
+
+
 @contextmanager
 def worker_pool(max_workers: int) -> Iterator[WarmPool]:
-    """The run's workers (none started yet), for the tasks this flow run submits.
+    """The run's workers, for the tasks this flow run submits: the ones ``prestart`` started
+    if their count fits, else a new pool (none started yet).
 
     PR_SET_PDEATHSIG fires when the *thread* that started a worker ends: workers are started by
-    the flow's thread or by task threads, all of which outlive this context.
+    the flow's thread, task threads or `quantflow run`'s main thread, all of which outlive
+    this context.
     """
-    pool = WarmPool(max_workers, initializer=warm_worker)
+    early = [p for p in _EARLY if p.size == max_workers]
+    pool = early[0] if early else WarmPool(max_workers, initializer=warm_worker)
+    if early:
+        _EARLY.remove(pool)
+    discard_early()
     token = _POOL.set(pool)
     try:
         yield pool
