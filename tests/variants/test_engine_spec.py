@@ -65,3 +65,14 @@ def test_the_engine_is_a_param_of_its_quantize_stage(tmp_path: Path) -> None:
     params = stage_params("pipelines.tiny", request.pipeline, "quantize", 0)
     assert "pipelines.tiny.variants.0.engine" in params
     assert "pipelines.tiny.variants.0.gate" not in params
+
+
+def test_inspect_lists_the_kinds_a_tflite_takes_with_the_engine(tmp_path: Path) -> None:
+    from quantflow.domain.inspect import _kinds
+
+    request = load(tmp_path, [{"name": "i8", "kind": "int8", "engine": "ai_edge_quantizer"}])
+    rows, problems = _kinds(request.step)
+    applies = [name for name, ok, _ in rows if ok]
+    assert applies == [f"{k} (with engine: ai_edge_quantizer)" for k in AEQ_KINDS] + ["auto"]
+    assert [name for name, ok, _ in rows if not ok] == ["qat"]
+    assert problems == []  # the variant's own engine decides, not its kind's default
