@@ -276,10 +276,27 @@ def deploy(pipelines: Annotated[list[str] | None, typer.Argument(help="Default: 
            pool: Annotated[str, typer.Option(help="Process work pool.")] = "quantflow",
            prefect_yaml: Annotated[bool, typer.Option(
                "--prefect-yaml", help="Only write prefect.yaml (every pipeline) beside the spec, "
-               "for `prefect deploy --all`.")] = False) -> None:
+               "for `prefect deploy --all`.")] = False,
+           source: Annotated[str, typer.Option(
+               help="Where workers get the code: `workspace` (this folder, same machine) or "
+               "`git` (a clone of the repository; data from the DVC remote).")] = "workspace",
+           repo_url: Annotated[str | None, typer.Option(
+               help="--source git: the repository (default: this clone's origin).")] = None,
+           branch: Annotated[str | None, typer.Option(
+               help="--source git: the branch (default: the current one).")] = None) -> None:
     """Create/update one Prefect deployment per pipeline, with its schedule."""
     from quantflow.orchestration import deploy as deployments
+    from quantflow.orchestration import gitsource
 
+    if source not in ("workspace", "git") or (source != "git" and (repo_url or branch)):
+        err.print(f"--source is `workspace` or `git` (got {source!r}); --repo-url and "
+                  "--branch need --source git", markup=False)
+        raise typer.Exit(Exit.SPEC)
+
+    if prefect_yaml and source == "git":
+        err.print("--prefect-yaml writes workspace-source deployments only; deploy git-source "
+                  "ones with `quantflow deploy --source git`", markup=False)
+        raise typer.Exit(Exit.SPEC)
     if prefect_yaml and pipelines:
         err.print("--prefect-yaml describes every pipeline of the spec; name none")
         raise typer.Exit(Exit.SPEC)
@@ -293,8 +310,14 @@ def deploy(pipelines: Annotated[list[str] | None, typer.Argument(help="Default: 
                                                    workspace=spec.parent))
         out.print(f"wrote {target}", markup=False)
         raise typer.Exit(Exit.OK)
+    try:
+        git = gitsource.resolve(spec.parent, deployments.FLOW_FILE, repo_url, branch) \
+            if source == "git" else None
+    except UserError as exc:
+        err.print(f"cannot deploy: {exc}", markup=False)
+        raise typer.Exit(Exit.SPEC) from None
     raise typer.Exit(deployments.deploy_pipelines(loaded.spec, spec, pipelines or [], pool,
-                                                  console=out))
+                                                  console=out, source=git))
 
 
 @app.command()
