@@ -14,6 +14,7 @@ imports TensorFlow; DVC is imported inside functions.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +53,7 @@ def pull_inputs(request: RunRequest, steps: list[str]) -> list[str]:
     stages = _tracked(request) if enabled() else None
     if stages is None:
         return []
-    check_remote(request.workspace)
+    where = check_remote(request.workspace)
     run = [s.name for s in stages if _step_of(s) in steps]
     with _repo(request.workspace) as repo:
         targets = _missing_inputs(repo, run)
@@ -62,6 +63,8 @@ def pull_inputs(request: RunRequest, steps: list[str]) -> list[str]:
             repo.pull(targets=targets)
         except Exception as exc:  # DVC raises many types; its message is what a person needs
             raise DvcError(f"dvc pull of {', '.join(targets)} failed: {exc}") from None
+    print(f"quantflow: pulled {len(targets)} input(s) from {where}: {', '.join(targets)}",
+          file=sys.stderr)
     return targets
 
 
