@@ -122,6 +122,12 @@ def deploy_pipelines(spec: Spec, spec_path: Path, names: list[str], pool: str,
         console.print(f"unknown pipeline(s) {unknown}; {spec_path} has: "
                       f"{', '.join(spec.pipelines)}", markup=False)
         return 2
+    if source is not None:
+        try:
+            console.print(f"source: {gitsource.check(source, spec_path.parent)}", markup=False)
+        except UserError as exc:
+            console.print(f"cannot deploy: {exc}", markup=False)
+            return 2
     from prefect.settings import PREFECT_API_URL
 
     url = PREFECT_API_URL.value()
@@ -131,12 +137,6 @@ def deploy_pipelines(spec: Spec, spec_path: Path, names: list[str], pool: str,
     if problem:
         console.print(f"cannot deploy: {problem}", markup=False)
         return 1
-    if source is not None:
-        try:
-            console.print(f"source: {gitsource.check(source, spec_path.parent)}", markup=False)
-        except UserError as exc:
-            console.print(f"cannot deploy: {exc}", markup=False)
-            return 2
     for name in names:
         try:
             build_deployment(spec, spec_path, name, pool, source).apply()

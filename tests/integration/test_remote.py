@@ -14,7 +14,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ from uuid import UUID
 import pytest
 import yaml
 
+from tests.s3server import AWS, moto_server
 from tests.tiny import tiny_spec, write_workspace
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
@@ -34,15 +34,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parents[2]
 POOL, FLOW, BUCKET = "qf-remote", "quantize-pipeline", "qf-test"
-AWS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-       "AWS_DEFAULT_REGION": "us-east-1"}
 HUMAN = ["-c", "user.name=test", "-c", "user.email=test@quantflow.invalid"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait(what: str, check: Callable[[], Any], seconds: float, every: float = 1.0) -> Any:
@@ -74,32 +66,8 @@ def _stop(proc: subprocess.Popen) -> None:
 
 @pytest.fixture(scope="module")
 def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """moto's standalone S3 server on a free loopback port, with an empty bucket."""
-    import boto3
-
-    port = _free_port()
-    log = tmp_path_factory.mktemp("moto") / "moto.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        s3 = boto3.client("s3", endpoint_url=url, **{k.lower(): v for k, v in AWS.items()
-                                                     if k != "AWS_DEFAULT_REGION"},
-                          region_name="us-east-1")
-
-        def up() -> bool:
-            try:
-                s3.create_bucket(Bucket=BUCKET)
-                return True
-            except Exception:
-                assert proc.poll() is None, log.read_text()
-                return False
-
-        _wait("moto_server", up, 60, every=0.5)
+    with moto_server(tmp_path_factory.mktemp("moto") / "moto.log", (BUCKET,)) as url:
         yield url
-    finally:
-        _stop(proc)
 
 
 @dataclass
