@@ -157,6 +157,23 @@ def test_an_object_the_remote_lost_fails_the_pull_with_dvcs_message(
     assert not (ws / "artifacts/tiny/gate.json").exists()
 
 
+def test_quantflow_run_that_cannot_pull_publishes_nothing(origin: str, s3: str, tmp_path: Path,
+                                                          prefect_harness: str):
+    """End to end through the flow: one line naming the pull, and no registry at all."""
+    ws = _clone(origin, tmp_path / "b", gate=0.7)
+    s3c, key = client(s3), _object_of(ws, "artifacts/tiny/variants/dr")
+    kept = s3c.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+    s3c.delete_object(Bucket=BUCKET, Key=key)
+    try:
+        done = sh(ws, "quantflow", "run", "tiny", check=False)
+    finally:
+        s3c.put_object(Bucket=BUCKET, Key=key, Body=kept)
+    assert done.returncode == 1, done.stdout + done.stderr
+    problems = [line for line in (done.stdout + done.stderr).splitlines() if "dvc pull of" in line]
+    assert len(problems) == 1 and "Checkout failed" in problems[0], done.stdout
+    assert not (ws / "registry").exists() and not (ws / "artifacts/tiny/gate.json").exists()
+
+
 def _object_of(ws: Path, path: str) -> str:
     """The S3 key of a file's object: <prefix>/files/md5/<2 hex>/<30 hex>, its md5 from
     dvc.lock."""
