@@ -192,15 +192,22 @@ def _run_until_stopped(requests: list[RunRequest], overrides: list[str], force: 
 
 
 @app.command()
-def verify(folder: Annotated[Path, typer.Argument(
-        help="Registry root, pipeline folder or version folder.")] = Path("registry")) -> None:
+def verify(folder: Annotated[str, typer.Argument(
+        help="Registry root, pipeline folder or version folder; or an s3:// URL of one.")]
+        = "registry") -> None:
     """Re-hash every published file against its manifest; exit 1 on any problem, or if the
     folder holds no manifest to check."""
     from quantflow.core.errors import RegistryError
+    from quantflow.domain.objstore import is_url
     from quantflow.domain.verify import verify_folder
 
     try:
-        report = verify_folder(folder)
+        if is_url(folder):
+            from quantflow.domain.objverify import verify_url
+
+            report = verify_url(folder)
+        else:
+            report = verify_folder(Path(folder))
     except (OSError, RegistryError) as exc:  # no such folder, nothing to check: one line
         err.print(f"{folder}: cannot verify: {exc}", markup=False)
         raise typer.Exit(Exit.ERROR) from None
