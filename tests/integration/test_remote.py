@@ -1,7 +1,7 @@
 """Workers anywhere, for real: a bare git repository (file://), moto's S3 server as the DVC
-remote, the session's Prefect server and two `prefect worker` processes on one process pool,
-each in an empty folder of its own (cwd, HOME, TMPDIR, PREFECT_HOME, DVC's site cache), so
-they share no files. Only 127.0.0.1 is used.
+remote and as the registry (`publish.registry: s3://...`), the session's Prefect server and
+two `prefect worker` processes on one process pool, each in an empty folder of its own (cwd,
+HOME, TMPDIR, PREFECT_HOME, DVC's site cache), so they share no files. Only 127.0.0.1 is used.
 
 Worker A runs a git-source deployment from nothing; then only a gate threshold changes in git
 and worker B (A stopped) must pull A's outputs, gate and publish without training or
@@ -10,7 +10,6 @@ quantizing, publishing the very bytes A produced.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -26,6 +25,8 @@ from uuid import UUID
 import pytest
 import yaml
 
+from quantflow.domain import objstore
+from quantflow.domain.objverify import verify_url
 from tests.s3server import AWS, moto_server
 from tests.tiny import tiny_spec, write_workspace
 
@@ -78,6 +79,7 @@ class Site:
     work: Path
     api: str
     env: dict[str, str]
+    endpoint: str  # moto: the DVC remote and the registry
 
     def client(self) -> Any:
         from prefect.client.orchestration import get_client
@@ -95,8 +97,8 @@ def _project(tmp: Path, endpoint: str) -> tuple[str, Path]:
     spec = tiny_spec(variants=[{"name": "dr", "kind": "dynamic_range"},
                                {"name": "f16", "kind": "float16", "gate": {"min_accuracy": 0.5}}])
     spec["execution"]["max_workers"] = 1
-    spec["pipelines"]["tiny"]["publish"] = {
-        "registry": str(tmp / "registry"), "allow_outside_workspace": True, "alias": "latest"}
+    spec["pipelines"]["tiny"]["publish"] = {"registry": f"s3://{BUCKET}/registry",
+                                            "alias": "latest"}
     write_workspace(work, spec)
     (work / ".gitignore").write_text((ROOT / ".gitignore").read_text())
     sh(work, "dvc", "init", "-q")
@@ -109,7 +111,7 @@ def _project(tmp: Path, endpoint: str) -> tuple[str, Path]:
     return f"file://{bare}", work
 
 
-def _worker(tmp: Path, name: str, api: str) -> subprocess.Popen:
+def _worker(tmp: Path, name: str, api: str, endpoint: str) -> subprocess.Popen:
     """`prefect worker start` in an empty folder of its own; every per-user path inside it."""
     home = tmp / f"worker-{name}"
     for sub in ("tmp", "prefect", "dvc-site"):
@@ -118,7 +120,8 @@ def _worker(tmp: Path, name: str, api: str) -> subprocess.Popen:
            "TMPDIR": str(home / "tmp"), "PREFECT_HOME": str(home / "prefect"),
            "DVC_SITE_CACHE_DIR": str(home / "dvc-site"), "PREFECT_API_URL": api,
            "PREFECT_WORKER_QUERY_SECONDS": "2", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-           "PYTHONPATH": os.environ.get("PYTHONPATH", ""), **AWS}
+           "PYTHONPATH": os.environ.get("PYTHONPATH", ""), "AWS_ENDPOINT_URL_S3": endpoint,
+           **AWS}
     out = open(home / "worker.log", "w")  # noqa: SIM115 - closed with the process
     return subprocess.Popen([str(BIN / "prefect"), "worker", "start", "--pool", POOL,
                              "--type", "process", "--name", name], cwd=home, env=env,
@@ -147,25 +150,29 @@ def _run(site: Site, seconds: float) -> UUID:
     return run
 
 
-def _manifest(registry: Path) -> dict[str, Any]:
-    version = os.readlink(registry / "tiny" / "latest")
-    return json.loads((registry / "tiny" / version / "manifest.json").read_text())
+def _manifest(site: Site) -> dict[str, Any]:
+    """The manifest the registry's alias names, read as any machine would: from S3."""
+    fs, root = objstore.open_fs(f"s3://{BUCKET}/registry/tiny")
+    return objstore.read_manifest(fs, root, objstore.resolve_alias(fs, root, "latest"))
 
 
 @pytest.fixture
-def site(tmp_path: Path, moto: str, prefect_harness: str) -> Site:
+def site(tmp_path: Path, moto: str, prefect_harness: str,
+         monkeypatch: pytest.MonkeyPatch) -> Site:
+    for key, value in {**AWS, "AWS_ENDPOINT_URL_S3": moto}.items():
+        monkeypatch.setenv(key, value)  # this process reads the registry too
     origin, work = _project(tmp_path, moto)
-    env = {**os.environ, "PREFECT_API_URL": prefect_harness, **AWS}
+    env = {**os.environ, "PREFECT_API_URL": prefect_harness}
     sh(tmp_path, "prefect", "work-pool", "create", POOL, "--type", "process", "--overwrite",
        env=env)
     done = sh(work, "quantflow", "deploy", "tiny", "--source", "git", "--pool", POOL, env=env)
     assert f"git {origin}@main" in done and BUCKET in done, done
-    return Site(origin, work, prefect_harness, env)
+    return Site(origin, work, prefect_harness, env, moto)
 
 
 def test_worker_b_gates_and_publishes_what_worker_a_built(site: Site, tmp_path: Path):
     start = time.monotonic()
-    a = _worker(tmp_path, "A", site.api)
+    a = _worker(tmp_path, "A", site.api, site.endpoint)
     b = None
     try:
         _wait("worker A online", lambda: _online(site, "A"), 120)
@@ -174,7 +181,7 @@ def test_worker_b_gates_and_publishes_what_worker_a_built(site: Site, tmp_path: 
         assert str(first) in a_log
         assert "tiny: running prepare, train, export, quantize:dr, quantize:f16, gate, publish" \
             in a_log, a_log[-3000:]
-        built = _manifest(tmp_path / "registry")
+        built = _manifest(site)
         assert sorted(built["files"]) == ["dr.tflite", "f16.tflite"]
         _stop(a)
 
@@ -188,7 +195,7 @@ def test_worker_b_gates_and_publishes_what_worker_a_built(site: Site, tmp_path: 
         sh(site.work, "git", "push", "-q", "origin", "main")
         human = sh(site.work, "git", "rev-parse", "HEAD").strip()
 
-        b = _worker(tmp_path, "B", site.api)
+        b = _worker(tmp_path, "B", site.api, site.endpoint)
         _wait("worker B online", lambda: _online(site, "B"), 120)
         second = _run(site, 300)
         b_log = (tmp_path / "worker-B" / "worker.log").read_text()
@@ -201,11 +208,13 @@ def test_worker_b_gates_and_publishes_what_worker_a_built(site: Site, tmp_path: 
         assert pulled and "artifacts/tiny/variants/dr" in pulled[1], b_log[-3000:]
         assert "artifacts/tiny/train" not in pulled[1]  # only what gate and publish read
 
-        after = _manifest(tmp_path / "registry")
+        after = _manifest(site)
         assert after["version"] != built["version"] and after["git_commit"] == human
         assert sorted(after["files"]) == ["dr.tflite"]  # f16 now fails its gate
         assert after["files"]["dr.tflite"]["sha256"] == built["files"]["dr.tflite"]["sha256"]
         assert after["metrics"]["dr"]["sha256"] == built["metrics"]["dr"]["sha256"]
+        report = verify_url(f"s3://{BUCKET}/registry")
+        assert (report.versions, report.problems) == (2, [])
     finally:
         for proc in (a, b):
             if proc is not None:
