@@ -146,7 +146,9 @@ def commit_run(request: RunRequest, steps: list[str], push_targets: list[str] | 
         return
     with _repo(request.workspace) as repo:
         _commit(repo, [s for s in stages if _step_of(s) in steps])
-        if push_targets is not None:  # what earlier runs produced was pushed by them
+        # What earlier runs produced was pushed by them; a clone fed from the remote pushes
+        # in remote.push_records, where a failed push must stop the dvc.lock commit.
+        if push_targets is not None and not enabled():
             problem = _push(repo, [s.name for s in stages if _step_of(s) in push_targets])
             if problem:
                 print(f"quantflow: {problem}", file=sys.stderr)
