@@ -4,6 +4,7 @@ entrypoint and workspace a deployment gets, the remote's probe address, and the 
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from quantflow.core.errors import UserError
 from quantflow.orchestration.deploy import FLOW_FILE
 from quantflow.orchestration.gitsource import MODULE_ENTRYPOINT, check, resolve
 from quantflow.versioning.remotecfg import ENV, REMOTE, Remote, enabled
+from tests.tiny import write_workspace
 
 
 def git(cwd: Path, *args: str) -> str:
@@ -83,3 +85,15 @@ def test_data_comes_from_the_remote_only_when_asked(monkeypatch: pytest.MonkeyPa
     assert enabled()
     monkeypatch.setenv(ENV, "workspace")
     assert not enabled()
+
+
+def test_a_bad_source_option_is_one_line_and_exit_2(tmp_path: Path):
+    spec = write_workspace(tmp_path / "ws")
+    quantflow = Path(sys.executable).with_name("quantflow")
+    for args, says in ((["--source", "svn"], "--source is `workspace` or `git` (got 'svn')"),
+                       (["--source", "git"], "is not in a git repository"),
+                       (["--source", "git", "--prefect-yaml"], "--prefect-yaml writes")):
+        done = subprocess.run([str(quantflow), "deploy", "--spec", str(spec), *args],
+                              capture_output=True, text=True, timeout=120)
+        lines = (done.stdout + done.stderr).strip().splitlines()
+        assert done.returncode == 2 and len(lines) == 1 and says in lines[0], (args, lines)
