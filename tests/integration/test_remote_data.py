@@ -159,8 +159,9 @@ def test_an_object_the_remote_lost_fails_the_pull_with_dvcs_message(
 
 def test_quantflow_run_that_cannot_pull_publishes_nothing(origin: str, s3: str, tmp_path: Path,
                                                           prefect_harness: str):
-    """End to end through the flow: one line naming the pull, and no registry at all."""
-    ws = _clone(origin, tmp_path / "b", gate=0.7)
+    """End to end through the flow: one line naming the pull, and no registry at all. (A
+    threshold no other test records: the first test pushes a dvc.lock gated at 0.7.)"""
+    ws = _clone(origin, tmp_path / "b", gate=0.66)
     s3c, key = client(s3), _object_of(ws, "artifacts/tiny/variants/dr")
     kept = s3c.get_object(Bucket=BUCKET, Key=key)["Body"].read()
     s3c.delete_object(Bucket=BUCKET, Key=key)
