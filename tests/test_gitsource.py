@@ -97,3 +97,10 @@ def test_a_bad_source_option_is_one_line_and_exit_2(tmp_path: Path):
                               capture_output=True, text=True, timeout=120)
         lines = (done.stdout + done.stderr).strip().splitlines()
         assert done.returncode == 2 and len(lines) == 1 and says in lines[0], (args, lines)
+
+
+def test_a_project_without_dvc_is_told_so(repo: Path):
+    from quantflow.versioning.remotecfg import check_remote
+
+    with pytest.raises(UserError, match="is not a DVC repository: run `quantflow init`"):
+        check_remote(repo)

@@ -64,9 +64,15 @@ class Remote:
 
 def default_remote(workspace: Path) -> Remote | None:
     """The default remote as DVC resolves it (.dvc/config, config.local, global, system)."""
+    from dvc.exceptions import NotDvcRepoError
     from dvc.repo import Repo
 
-    with Repo(str(workspace)) as repo:
+    try:
+        repo = Repo(str(workspace))
+    except NotDvcRepoError:
+        raise UserError(f"{workspace} is not a DVC repository: run `quantflow init` (or "
+                        "`dvc init`) and commit .dvc/") from None
+    with repo:
         conf = repo.config
         name = conf["core"].get("remote")
         if not name or name not in conf["remote"]:
