@@ -58,11 +58,12 @@ def commit_and_push(workspace: Path, files: list[str], message: str) -> str | No
         if pushed.returncode == 0:
             return _git(workspace, "rev-parse", "HEAD").stdout.strip()
         _git(workspace, "fetch", "-q", "origin", ref)
-        rebased = _git(workspace, *_identity(workspace), "rebase", "-q", "FETCH_HEAD",
-                       check=False)
+        # --autostash: the clone may hold edits it does not commit (a regenerated dvc.yaml)
+        rebased = _git(workspace, *_identity(workspace), "rebase", "-q", "--autostash",
+                       "FETCH_HEAD", check=False)
         if rebased.returncode != 0:
             _git(workspace, "rebase", "--abort", check=False)
-            raise DvcError(f"dvc.lock not pushed: it conflicts with origin/{ref} "
-                           f"({rebased.stdout.strip() or rebased.stderr.strip()})")
+            raise DvcError(f"dvc.lock not pushed: rebasing it onto origin/{ref} failed "
+                           f"({(rebased.stderr or rebased.stdout).strip()})")
     raise DvcError(f"dvc.lock not pushed to origin/{ref} after {ATTEMPTS} attempts: "
                    f"{pushed.stderr.strip()}")

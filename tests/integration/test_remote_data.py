@@ -139,6 +139,25 @@ def test_a_fresh_clone_plans_pulls_and_pushes_back(origin: str, tmp_path: Path,
                                "dvc.lock"]
 
 
+def test_records_are_rebased_onto_a_branch_that_moved(origin: str, tmp_path: Path):
+    ws = _clone(origin, tmp_path / "b", gate=0.8)
+    other = _clone(origin, tmp_path / "c")
+    (other / "NOTES.md").write_text("a person pushed meanwhile\n")
+    sh(other, "git", "add", "NOTES.md")
+    sh(other, "git", "commit", "-q", "-m", "notes")
+    sh(other, "git", "push", "-q", "origin", "main")
+    request = load_request(ws, "pipelines.yaml", [], "tiny")
+    remote.pull_inputs(request, ["gate", "publish"])
+    for out in ("gate.json", "report.md", "metrics.json", "variants.csv", "latency.csv",
+                "publish.json"):
+        (ws / "artifacts/tiny" / out).write_text(f"gated at 0.8: {out}\n")
+    commit_run(request, ["gate", "publish"], push_targets=["gate", "publish"])
+    head = remote.push_records(request, ["gate", "publish"])
+    log = sh(ws, "git", "log", "-2", "--format=%H %s", "origin/main").stdout.splitlines()
+    assert [line.split(" ", 1)[1] for line in log] == ["quantflow: tiny: gate, publish", "notes"]
+    assert log[0].startswith(head)
+
+
 def test_an_object_the_remote_lost_fails_the_pull_with_dvcs_message(
         origin: str, s3: str, tmp_path: Path):
     ws = _clone(origin, tmp_path / "b", gate=0.7)
