@@ -54,6 +54,9 @@ def train_model(dataset: Path, model_spec: ModelBase, cfg: TrainSpec, out: Path,
     start = time.perf_counter()
     history: dict[str, list[float]] = {}
     shapes = io.sample_shapes(x)
+    # A fresh graph and fresh layer-name counters: a warm worker may have built models before
+    # (the deep check), and layer names end up in the .tflite, whose bytes DVC compares.
+    keras.backend.clear_session()
     if model_spec.trains:
         check_trainable(shapes)
         keras.utils.set_random_seed(cfg.seed)  # before build: it seeds the initial weights
