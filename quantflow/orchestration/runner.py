@@ -158,6 +158,10 @@ def run_pipelines(requests: list[RunRequest], overrides: list[str], *, force: bo
                   console: Console) -> int:
     """Run each requested pipeline; return the worst exit code."""
     codes: list[int] = []
+    if any(r.spec.execution.task_runner == "dask" for r in requests):
+        from quantflow.orchestration.daskrunner import preflight
+
+        preflight(requests)  # an unusable scheduler: exit 2 before anything is written
     stale = _plans(requests, force, console, codes)
     if not stale:
         return worst(codes)

@@ -1,0 +1,146 @@
+"""The Dask worker side of ``execution.task_runner: dask``: set up once, then run steps here.
+
+prefect-dask runs a Prefect task (the whole task engine) in a thread of a Dask worker process,
+so a TensorFlow step runs in that process, not in a warm worker of our own (a Dask worker is a
+daemon process and may not start children). This module makes that process fit for it:
+
+* ``TF_USE_LEGACY_KERAS=1`` and friends are set before TensorFlow is imported there
+  (``tfenv.configure_env``), and a worker whose TensorFlow came up with Keras 3 anyway (another
+  job imported it first) fails each step with one line saying how to start it instead;
+* TensorFlow's intra/inter-op pools get the worker's thread count: Dask's model is one core per
+  worker thread, and TensorFlow would otherwise give every worker all of the machine's cores;
+* TensorFlow is imported in the background as soon as the plugin is set up, while the run's
+  first steps (or other workers) are busy;
+* ``variant_timeout_seconds`` cannot kill a thread: the step runs in a thread of its own and
+  the task stops waiting for it after the timeout (see ``run``).
+
+``SetupWorker`` is registered by the flow (``daskrunner.ready``); ``dask worker --preload
+quantflow.orchestration.daskworker`` does the same when the worker starts. Nothing here is
+imported by ``quantflow validate``: it imports distributed at module level.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import hashlib
+import logging
+import os
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from distributed import WorkerPlugin
+
+from quantflow.core.errors import StepError
+
+T = TypeVar("T")
+MARK = "QUANTFLOW_DASK_WORKER"  # set in a worker's environment once it is set up
+_LOCK = threading.Lock()
+_WARM: dict[str, Any] = {}  # "done" once warmed up; "error" when that failed
+log = logging.getLogger("quantflow.dask")
+
+
+def _warm_up() -> None:
+    """Import TensorFlow once with quantflow's settings and size its pools; remember a failure
+    so every step on this worker reports it (the plugin's thread has nobody to tell)."""
+    with _LOCK:
+        if _WARM:
+            return
+        try:
+            from quantflow.orchestration.taskrunner import plain_errors
+
+            with plain_errors("starting a Dask worker"):
+                _import_tensorflow()
+        except StepError as exc:
+            _WARM["error"] = exc
+        _WARM["done"] = True
+
+
+def _import_tensorflow() -> None:
+    from quantflow.core.tfenv import tf_modules
+
+    tf, _ = tf_modules()
+    if not tf.keras.__name__.startswith("tf_keras"):  # Keras 3's is keras._tf_keras.keras
+        raise StepError("this Dask worker's TensorFlow came up with Keras 3 (TensorFlow was "
+                        "imported before TF_USE_LEGACY_KERAS=1 was set); start the worker with "
+                        "TF_USE_LEGACY_KERAS=1 or `dask worker --preload "
+                        "quantflow.orchestration.daskworker`")
+    threads = int(os.environ.get("QUANTFLOW_TF_THREADS", "0"))
+    if threads:
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(threads)
+        except RuntimeError:  # TensorFlow already ran something here: its pools are fixed
+            log.warning("TensorFlow threads were set before quantflow could size them")
+    import ai_edge_litert.interpreter  # noqa: F401
+
+
+def setup_process(nthreads: int) -> None:
+    """What every worker process needs before its first step (see the module doc)."""
+    from quantflow.core.tfenv import configure_env
+
+    configure_env()
+    os.environ.setdefault("QUANTFLOW_TF_THREADS", str(max(1, nthreads)))
+    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "quantflow")  # step lines reach
+    logging.getLogger("quantflow").setLevel(logging.INFO)                # the task run's log
+    os.environ[MARK] = "1"
+    threading.Thread(target=_warm_up, name="quantflow-warm-up", daemon=True).start()
+
+
+class SetupWorker(WorkerPlugin):
+    """Registered by the flow on every worker of the cluster, once per worker process."""
+
+    idempotent = True
+    name = "quantflow-setup"
+
+    def setup(self, worker: Any) -> None:
+        setup_process(worker.state.nthreads)
+
+
+def dask_setup(worker: Any) -> None:
+    """``dask worker --preload quantflow.orchestration.daskworker``: set up at start."""
+    setup_process(worker.state.nthreads)
+
+
+def sees(path: str, sha256: str) -> bool:
+    """Run on each worker by the flow: the shared-filesystem contract, checked on the spec
+    file (same path, same bytes) before any step is sent."""
+    try:
+        with open(path, "rb") as f:
+            return hashlib.sha256(f.read()).hexdigest() == sha256
+    except OSError:
+        return False
+
+
+def run(fn: Callable[..., T], *args: Any, timeout: float | None = None) -> T:
+    """``fn(*args)`` in this Dask worker, its errors made plain (taskrunner.run_step). With a
+    timeout the step runs in a thread of its own and this one waits that long at most: a
+    thread cannot be killed, so past it the step runs on until it ends (its Dask slot freed,
+    its files possibly written after the gate decided) and the task records a failure."""
+    from quantflow.orchestration.pool import WorkerLost
+    from quantflow.orchestration.taskrunner import run_step
+
+    _warm_up()
+    if "error" in _WARM:
+        raise _WARM["error"]
+    if timeout is None:
+        return run_step(fn, *args)
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = run_step(fn, *args)
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting task thread
+            box["error"] = exc
+
+    context = contextvars.copy_context()  # the Prefect task run's, so its log lines land there
+    thread = threading.Thread(target=context.run, args=(target,), daemon=True,
+                              name=f"quantflow-step-{getattr(fn, '__module__', 'step')}")
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        raise WorkerLost(f"timed out after {timeout:g} s (on Dask its thread cannot be "
+                         f"killed: it runs on in worker pid {os.getpid()} until it ends)")
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
