@@ -103,7 +103,21 @@ def connect(dask: DaskSpec) -> Any:
         return distributed.Client(dask.address, timeout=dask.connect_timeout_seconds,
                                   set_as_default=False)
     except (OSError, TimeoutError) as exc:
-        raise ClusterUnusable(f"cannot reach {_tried(dask)}: {exc}") from None
+        raise ClusterUnusable(f"cannot reach {_tried(dask)}: {exc}{_probe(dask)}") from None
+
+
+def _probe(dask: DaskSpec) -> str:
+    """distributed says only "timed out"; one plain TCP connect says why (refused, no route,
+    unknown host), or that something listens there that is not a Dask scheduler."""
+    import socket
+    from urllib.parse import urlsplit
+
+    where = urlsplit(dask.address)
+    try:
+        socket.create_connection((where.hostname, where.port), timeout=2).close()
+    except OSError as exc:
+        return f" ({exc.strerror or type(exc).__name__})"
+    return " (the port accepts connections: is it a Dask scheduler, and the protocol right?)"
 
 
 def ready(request: RunRequest) -> Any:
