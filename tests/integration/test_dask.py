@@ -42,26 +42,27 @@ def _start(args: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen:
 
 
 def _stop(procs: list[subprocess.Popen]) -> None:
-    for p in reversed(procs):  # workers first, then the scheduler
-        if p.poll() is None:
-            os.killpg(p.pid, signal.SIGTERM)
+    """SIGKILL each group (a worker and its nanny): a graceful Dask shutdown takes seconds."""
     for p in procs:
         try:
-            p.wait(timeout=10)
-        except subprocess.TimeoutExpired:
             os.killpg(p.pid, signal.SIGKILL)
-            p.wait()
+        except ProcessLookupError:
+            pass
+        p.wait()
+
+
+def _env(api: str) -> dict[str, str]:
+    """This tree first (the venv has /work/main installed editable) and the test's Prefect."""
+    path = [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(path), "PREFECT_API_URL": api,
+            "TF_CPP_MIN_LOG_LEVEL": "2"}
 
 
 @pytest.fixture
 def cluster(tmp_path, prefect_harness):
     """A scheduler and two single-thread workers, each with its own --local-directory; one
-    warms up through --preload, the other through the plugin the flow registers. They import
-    this tree (PYTHONPATH) and report to the test's Prefect API."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]),
-        "PREFECT_API_URL": prefect_harness, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    info = tmp_path / "scheduler.json"
+    warms up through --preload, the other through the plugin the flow registers."""
+    env, info = _env(prefect_harness), tmp_path / "scheduler.json"
     procs: list[subprocess.Popen] = []
     try:
         procs.append(_start([DASK, "scheduler", "--host", "127.0.0.1", "--port", "0",
@@ -90,27 +91,41 @@ def _variant_records(ws: Path) -> dict[str, dict]:
     return out
 
 
-def test_variants_run_on_both_dask_workers_and_equal_the_process_runner(tmp_path, cluster):
+def test_variants_run_on_both_dask_workers_and_equal_the_process_runner(
+        tmp_path, cluster, prefect_harness):
     import distributed
     from distributed.utils import key_split
 
-    client = distributed.Client(cluster, timeout=30, set_as_default=False)
+    spec = tiny_spec(variants=VARIANTS)
+    proc_ws, dask_ws = tmp_path / "process", tmp_path / "dask"
+    # The process runner's run of the same pipeline, a CLI subprocess at the same time.
+    reference = subprocess.Popen(
+        [sys.executable, "-m", "quantflow.cli", "run", "--spec",
+         str(write_workspace(proc_ws, spec)), "--force"], env=_env(prefect_harness),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        client.wait_for_workers(2, timeout=60)
-        workers = {w["name"]: a for a, w in client.scheduler_info()["workers"].items()}
-        client.get_task_stream()  # installs the scheduler's task-stream plugin: records start
-        spec = tiny_spec(variants=VARIANTS)
-        proc_ws, dask_ws = tmp_path / "process", tmp_path / "dask"
-        code, out = quantflow("run", "--spec", str(write_workspace(proc_ws, spec)), "--force")
-        assert code == Exit.OK, out
-        start = time.time()
-        code, out = quantflow("run", "--spec", str(write_workspace(dask_ws, spec)), "--force",
-                              "--set", "execution.task_runner=dask",
-                              "--set", f"execution.dask.address={cluster}")
-        assert code == Exit.OK, out
-        stream = client.get_task_stream(start=start)
+        client = distributed.Client(cluster, timeout=30, set_as_default=False)
+        try:
+            client.wait_for_workers(2, timeout=60)
+            workers = {w["name"]: a for a, w in client.scheduler_info()["workers"].items()}
+            where = client.run(eval, "__import__('quantflow').__file__")  # a builtin pickles
+            assert set(where.values()) == {
+                str(ROOT / "quantflow" / "__init__.py")}, "the workers import this tree"
+            client.get_task_stream()  # installs the scheduler's task-stream plugin
+            start = time.time()
+            code, out = quantflow("run", "--spec", str(write_workspace(dask_ws, spec)),
+                                  "--force", "--set", "execution.task_runner=dask",
+                                  "--set", f"execution.dask.address={cluster}")
+            assert code == Exit.OK, out
+            stream = client.get_task_stream(start=start)
+        finally:
+            client.close()
+        ref_out, _ = reference.communicate(timeout=300)
     finally:
-        client.close()
+        reference.kill()
+        reference.wait()
+    assert reference.returncode == Exit.OK, ref_out
+    assert "published version" in out and "published version" in ref_out
 
     ran: dict[str, list[str]] = {}
     for record in stream:
@@ -126,7 +141,6 @@ def test_variants_run_on_both_dask_workers_and_equal_the_process_runner(tmp_path
     baseline = [json.loads((ws / "artifacts/tiny/export/metrics.json").read_text())
                 for ws in (proc_ws, dask_ws)]
     assert baseline[0]["sha256"] == baseline[1]["sha256"]
-    assert "published version" in out
 
 
 def test_unreachable_scheduler_is_one_line_and_exit_2(tmp_path):
