@@ -96,13 +96,19 @@ def preflight(requests: list[RunRequest]) -> None:
 
 
 def connect(dask: DaskSpec) -> Any:
-    """A client of the scheduler at ``dask.address``, or the one line saying why not."""
+    """A client of the scheduler at ``dask.address``, or the one line saying why not.
+    distributed's own timeout does not cover a peer that accepts the connection and never
+    answers (it waits for ever): the attempt gets a deadline of its own."""
     import distributed
 
+    from quantflow.orchestration.daskworker import with_timeout
+    from quantflow.orchestration.pool import WorkerLost
+
+    seconds = dask.connect_timeout_seconds
     try:
-        return distributed.Client(dask.address, timeout=dask.connect_timeout_seconds,
-                                  set_as_default=False)
-    except (OSError, TimeoutError) as exc:
+        return with_timeout(lambda: distributed.Client(
+            dask.address, timeout=seconds, set_as_default=False), seconds + 5, note="")
+    except (OSError, TimeoutError, WorkerLost) as exc:
         raise ClusterUnusable(f"cannot reach {_tried(dask)}: {exc}{_probe(dask)}") from None
 
 
@@ -126,12 +132,15 @@ def ready(request: RunRequest) -> Any:
     from prefect.context import FlowRunContext
 
     from quantflow.orchestration import daskworker
+    from quantflow.orchestration.pool import WorkerLost
 
-    dask = request.spec.execution.dask
-    try:
-        client = FlowRunContext.get().task_runner.client  # connects on first use
-    except (OSError, TimeoutError) as exc:
-        raise ClusterUnusable(f"cannot reach {_tried(dask)}: {exc}") from None
+    dask, runner = request.spec.execution.dask, FlowRunContext.get().task_runner
+    try:  # it connects (or starts the LocalCluster) on first use; see `connect`
+        client = daskworker.with_timeout(lambda: runner.client,
+                                         dask.connect_timeout_seconds + 60, note="")
+    except (OSError, TimeoutError, WorkerLost) as exc:
+        where = _tried(dask) if dask.address else "a LocalCluster"
+        raise ClusterUnusable(f"cannot reach {where}: {exc}") from None
     check(client, request)
     client.register_plugin(daskworker.SetupWorker())
     return client

@@ -113,11 +113,8 @@ def sees(path: str, sha256: str) -> bool:
 
 
 def run(fn: Callable[..., T], *args: Any, timeout: float | None = None) -> T:
-    """``fn(*args)`` in this Dask worker, its errors made plain (taskrunner.run_step). With a
-    timeout the step runs in a thread of its own and this one waits that long at most: a
-    thread cannot be killed, so past it the step runs on until it ends (its Dask slot freed,
-    its files possibly written after the gate decided) and the task records a failure."""
-    from quantflow.orchestration.pool import WorkerLost
+    """``fn(*args)`` in this Dask worker once it is warm, its errors made plain
+    (taskrunner.run_step), waiting at most ``timeout`` seconds for it (``with_timeout``)."""
     from quantflow.orchestration.taskrunner import run_step
 
     _warm_up()
@@ -125,22 +122,33 @@ def run(fn: Callable[..., T], *args: Any, timeout: float | None = None) -> T:
         raise _WARM["error"]
     if timeout is None:
         return run_step(fn, *args)
+    return with_timeout(lambda: run_step(fn, *args), timeout)
+
+
+def with_timeout(call: Callable[[], T], timeout: float,
+                 note: str = " (on Dask its thread cannot be killed: it runs on in worker "
+                 "pid {pid} until it ends)") -> T:
+    """``call()`` in a thread of its own, waited for at most ``timeout`` seconds. A thread
+    cannot be killed: past the timeout it runs on until it ends (its Dask slot already free,
+    its files possibly written after the gate decided) and this raises WorkerLost, which the
+    quantize task records as the variant's failure, as it does for the process runner."""
+    from quantflow.orchestration.pool import WorkerLost
+
     box: dict[str, Any] = {}
 
     def target() -> None:
         try:
-            box["value"] = run_step(fn, *args)
+            box["value"] = call()
         except BaseException as exc:  # noqa: BLE001 - handed to the waiting task thread
             box["error"] = exc
 
     context = contextvars.copy_context()  # the Prefect task run's, so its log lines land there
     thread = threading.Thread(target=context.run, args=(target,), daemon=True,
-                              name=f"quantflow-step-{getattr(fn, '__module__', 'step')}")
+                              name="quantflow-step")
     thread.start()
     thread.join(timeout)
     if thread.is_alive():
-        raise WorkerLost(f"timed out after {timeout:g} s (on Dask its thread cannot be "
-                         f"killed: it runs on in worker pid {os.getpid()} until it ends)")
+        raise WorkerLost(f"timed out after {timeout:g} s" + note.format(pid=os.getpid()))
     if "error" in box:
         raise box["error"]
     return box["value"]
