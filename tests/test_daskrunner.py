@@ -46,7 +46,8 @@ def test_a_local_cluster_binds_loopback_on_no_fixed_port(spec_file):
     assert (execution.dask.local.n_workers, execution.dask.local.threads_per_worker) == (3, 1)
     kwargs = daskrunner.task_runner(execution.dask).cluster_kwargs
     assert kwargs["host"] == "127.0.0.1" and kwargs["scheduler_port"] == 0
-    assert kwargs["dashboard_address"] is None and kwargs["n_workers"] == 3
+    assert kwargs["dashboard_address"] == "127.0.0.1:0" and kwargs["n_workers"] == 3
+    assert kwargs["scheduler_kwargs"] == {"dashboard": False}
 
 
 def test_a_port_that_is_not_a_scheduler_is_named_and_explained(spec_file):

@@ -15,6 +15,7 @@ before Prefect starts (``preflight``), a deployment's flow run as its Dask part 
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,9 +38,10 @@ class Slots:
 
 
 def task_runner(dask: DaskSpec) -> Any:
-    """prefect-dask's runner for the run's cluster: the scheduler at ``address``, or a
-    LocalCluster of ``local`` on loopback (no fixed port, no dashboard) for this run only."""
-    from prefect_dask import DaskTaskRunner
+    """prefect-dask's runner (daskfutures) for the run's cluster: the scheduler at ``address``, or a
+    LocalCluster of ``local`` on loopback (no fixed port, no dashboard) for this run only
+    (its workers' output goes to the run's log, as the process runner's does)."""
+    from quantflow.orchestration.daskfutures import QuantflowDaskTaskRunner as DaskTaskRunner
 
     timeout = {"timeout": dask.connect_timeout_seconds}
     if dask.address is not None:
@@ -49,7 +51,10 @@ def task_runner(dask: DaskSpec) -> Any:
         cluster_kwargs={"n_workers": dask.local.n_workers, "processes": True,
                         "threads_per_worker": dask.local.threads_per_worker,
                         "host": "127.0.0.1", "scheduler_port": 0,
-                        "dashboard_address": None})
+                        # its HTTP server would take :8787 even without a dashboard
+                        "dashboard_address": "127.0.0.1:0",
+                        "scheduler_kwargs": {"dashboard": False},
+                        "silence_logs": logging.ERROR})
 
 
 def _tried(dask: DaskSpec) -> str:

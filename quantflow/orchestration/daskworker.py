@@ -78,8 +78,11 @@ def _import_tensorflow() -> None:
 def setup_process(nthreads: int) -> None:
     """What every worker process needs before its first step (see the module doc)."""
     from quantflow.core.tfenv import configure_env
+    from quantflow.orchestration import runlog
 
     configure_env()
+    runlog.route_worker_output()  # a LocalCluster's workers: into the run's log, like a
+    # WarmPool worker; a `dask worker` started elsewhere has no run log and keeps its stderr
     os.environ.setdefault("QUANTFLOW_TF_THREADS", str(max(1, nthreads)))
     os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "quantflow")  # step lines reach
     logging.getLogger("quantflow").setLevel(logging.INFO)                # the task run's log

@@ -66,7 +66,8 @@ def cluster(tmp_path, prefect_harness):
     procs: list[subprocess.Popen] = []
     try:
         procs.append(_start([DASK, "scheduler", "--host", "127.0.0.1", "--port", "0",
-                             "--no-dashboard", "--scheduler-file", str(info)],
+                             "--no-dashboard", "--dashboard-address", "127.0.0.1:0",
+                             "--scheduler-file", str(info)],
                             tmp_path / "scheduler.log", env))
         deadline = time.monotonic() + 60
         while not info.exists() and time.monotonic() < deadline:
