@@ -93,3 +93,28 @@ def test_validate_and_the_flow_module_import_no_dask():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=ROOT, check=True).stdout
     assert out.strip() == "[]"
+
+
+def _lost() -> None:
+    raise MemoryError("the worker died")  # what a Dask task that is not a task engine raises
+
+
+def test_a_dask_task_without_a_prefect_state_ends_failed_not_raising():
+    """A real (in-process) Dask cluster; the Dask task fails itself, as KilledWorker does."""
+    import uuid
+
+    import distributed
+
+    from quantflow.orchestration.daskfutures import DaskFuture
+
+    with distributed.LocalCluster(n_workers=1, processes=False,  # in-process transport
+                                  dashboard_address="127.0.0.1:0",
+                                  scheduler_kwargs={"dashboard": False}) as cluster, \
+            distributed.Client(cluster, set_as_default=False) as client:
+        future = DaskFuture(wrapped_future=client.submit(_lost), task_run_id=uuid.uuid4())
+        future.wait()
+        assert future.state.is_failed()
+        assert future.state.message == "Dask task failed: MemoryError: the worker died"
+        assert isinstance(future.result(raise_on_failure=False), MemoryError)
+        with pytest.raises(MemoryError):
+            future.result()

@@ -43,6 +43,9 @@ def task_runner(dask: DaskSpec) -> Any:
     (its workers' output goes to the run's log, as the process runner's does)."""
     from quantflow.orchestration.daskfutures import QuantflowDaskTaskRunner as DaskTaskRunner
 
+    # distributed's INFO lines (a LocalCluster's scheduler runs in this process) are noise on
+    # the terminal: quantflow's own lines say what matters
+    logging.getLogger("distributed").setLevel(logging.WARNING)
     timeout = {"timeout": dask.connect_timeout_seconds}
     if dask.address is not None:
         return DaskTaskRunner(address=dask.address, client_kwargs=timeout)
@@ -53,8 +56,7 @@ def task_runner(dask: DaskSpec) -> Any:
                         "host": "127.0.0.1", "scheduler_port": 0,
                         # its HTTP server would take :8787 even without a dashboard
                         "dashboard_address": "127.0.0.1:0",
-                        "scheduler_kwargs": {"dashboard": False},
-                        "silence_logs": logging.ERROR})
+                        "scheduler_kwargs": {"dashboard": False}})
 
 
 def _tried(dask: DaskSpec) -> str:
