@@ -83,7 +83,7 @@ def setup_process(nthreads: int) -> None:
     configure_env()
     runlog.route_worker_output()  # a LocalCluster's workers: into the run's log, like a
     # WarmPool worker; a `dask worker` started elsewhere has no run log and keeps its stderr
-    os.environ.setdefault("QUANTFLOW_TF_THREADS", str(max(1, nthreads)))
+    os.environ["QUANTFLOW_TF_THREADS"] = str(max(1, nthreads))  # not the flow's split
     os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "quantflow")  # step lines reach
     logging.getLogger("quantflow").setLevel(logging.INFO)                # the task run's log
     os.environ[MARK] = "1"
