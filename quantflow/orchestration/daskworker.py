@@ -37,7 +37,7 @@ T = TypeVar("T")
 MARK = "QUANTFLOW_DASK_WORKER"  # set in a worker's environment once it is set up
 _LOCK = threading.Lock()
 _WARM: dict[str, Any] = {}  # "done" once warmed up; "error" when that failed
-log = logging.getLogger("quantflow.dask")
+_NTHREADS: list[int] = []  # this worker's thread count, from its setup
 
 
 def _warm_up() -> None:
@@ -65,13 +65,12 @@ def _import_tensorflow() -> None:
                         "imported before TF_USE_LEGACY_KERAS=1 was set); start the worker with "
                         "TF_USE_LEGACY_KERAS=1 or `dask worker --preload "
                         "quantflow.orchestration.daskworker`")
-    threads = int(os.environ.get("QUANTFLOW_TF_THREADS", "0"))
-    if threads:
-        try:
-            tf.config.threading.set_intra_op_parallelism_threads(threads)
-            tf.config.threading.set_inter_op_parallelism_threads(threads)
-        except RuntimeError:  # TensorFlow already ran something here: its pools are fixed
-            log.warning("TensorFlow threads were set before quantflow could size them")
+    from quantflow.orchestration import threads
+
+    # Sized before any step, once per process (threads.apply): Dask's share of the cores is
+    # the worker's thread count, whatever the step (the process runner's `heavy` asks the
+    # pool, which Dask has not: its slots are already the cores it may use).
+    threads.apply(_NTHREADS[0] if _NTHREADS else 1)
     import ai_edge_litert.interpreter  # noqa: F401
 
 
@@ -83,7 +82,7 @@ def setup_process(nthreads: int) -> None:
     configure_env()
     runlog.route_worker_output()  # a LocalCluster's workers: into the run's log, like a
     # WarmPool worker; a `dask worker` started elsewhere has no run log and keeps its stderr
-    os.environ["QUANTFLOW_TF_THREADS"] = str(max(1, nthreads))  # not the flow's split
+    _NTHREADS[:] = [max(1, nthreads)]
     os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "quantflow")  # step lines reach
     logging.getLogger("quantflow").setLevel(logging.INFO)                # the task run's log
     os.environ[MARK] = "1"
