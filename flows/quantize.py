@@ -19,6 +19,7 @@ from quantflow.orchestration.daskrunner import Slots
 from quantflow.orchestration.plan import Plan, finish_run, for_flow, pipeline_lock, plan_run, record
 from quantflow.orchestration.pool import WarmPool
 from quantflow.orchestration.taskrunner import submit_in_turn, task_runner, worker_pool
+from quantflow.versioning import remote
 
 
 class Target(BaseModel):
@@ -133,8 +134,10 @@ def quantize_pipeline(target: Target,
             return RunSummary(pipeline=target.pipeline, ran=[], status="up_to_date",
                               message="inputs unchanged; nothing to do")
         log.info("%s: running %s", target.pipeline, ", ".join(plan.describe()))
+        remote.pull_inputs(plan.request, plan.describe())  # a git-source run's inputs
         published, failed = _wire(plan, pool)
         failed_variants = finish_run(plan, failed)
+        remote.push_records(plan.request, sorted(plan.recorded))  # its outputs and dvc.lock
     return RunSummary(pipeline=target.pipeline, ran=plan.describe(),
                       failed_variants=failed_variants,
                       status=published.status if published else "partial",

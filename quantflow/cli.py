@@ -192,15 +192,22 @@ def _run_until_stopped(requests: list[RunRequest], overrides: list[str], force: 
 
 
 @app.command()
-def verify(folder: Annotated[Path, typer.Argument(
-        help="Registry root, pipeline folder or version folder.")] = Path("registry")) -> None:
+def verify(folder: Annotated[str, typer.Argument(
+        help="Registry root, pipeline folder or version folder; or an s3:// URL of one.")]
+        = "registry") -> None:
     """Re-hash every published file against its manifest; exit 1 on any problem, or if the
     folder holds no manifest to check."""
     from quantflow.core.errors import RegistryError
+    from quantflow.domain.objstore import is_url
     from quantflow.domain.verify import verify_folder
 
     try:
-        report = verify_folder(folder)
+        if is_url(folder):
+            from quantflow.domain.objverify import verify_url
+
+            report = verify_url(folder)
+        else:
+            report = verify_folder(Path(folder))
     except (OSError, RegistryError) as exc:  # no such folder, nothing to check: one line
         err.print(f"{folder}: cannot verify: {exc}", markup=False)
         raise typer.Exit(Exit.ERROR) from None
@@ -276,10 +283,27 @@ def deploy(pipelines: Annotated[list[str] | None, typer.Argument(help="Default: 
            pool: Annotated[str, typer.Option(help="Process work pool.")] = "quantflow",
            prefect_yaml: Annotated[bool, typer.Option(
                "--prefect-yaml", help="Only write prefect.yaml (every pipeline) beside the spec, "
-               "for `prefect deploy --all`.")] = False) -> None:
+               "for `prefect deploy --all`.")] = False,
+           source: Annotated[str, typer.Option(
+               help="Where workers get the code: `workspace` (this folder, same machine) or "
+               "`git` (a clone of the repository; data from the DVC remote).")] = "workspace",
+           repo_url: Annotated[str | None, typer.Option(
+               help="--source git: the repository (default: this clone's origin).")] = None,
+           branch: Annotated[str | None, typer.Option(
+               help="--source git: the branch (default: the current one).")] = None) -> None:
     """Create/update one Prefect deployment per pipeline, with its schedule."""
     from quantflow.orchestration import deploy as deployments
+    from quantflow.orchestration import gitsource
 
+    if source not in ("workspace", "git") or (source != "git" and (repo_url or branch)):
+        err.print(f"--source is `workspace` or `git` (got {source!r}); --repo-url and "
+                  "--branch need --source git", markup=False)
+        raise typer.Exit(Exit.SPEC)
+
+    if prefect_yaml and source == "git":
+        err.print("--prefect-yaml writes workspace-source deployments only; deploy git-source "
+                  "ones with `quantflow deploy --source git`", markup=False)
+        raise typer.Exit(Exit.SPEC)
     if prefect_yaml and pipelines:
         err.print("--prefect-yaml describes every pipeline of the spec; name none")
         raise typer.Exit(Exit.SPEC)
@@ -293,8 +317,14 @@ def deploy(pipelines: Annotated[list[str] | None, typer.Argument(help="Default: 
                                                    workspace=spec.parent))
         out.print(f"wrote {target}", markup=False)
         raise typer.Exit(Exit.OK)
+    try:
+        git = gitsource.resolve(spec.parent, deployments.FLOW_FILE, repo_url, branch) \
+            if source == "git" else None
+    except UserError as exc:
+        err.print(f"cannot deploy: {exc}", markup=False)
+        raise typer.Exit(Exit.SPEC) from None
     raise typer.Exit(deployments.deploy_pipelines(loaded.spec, spec, pipelines or [], pool,
-                                                  console=out))
+                                                  console=out, source=git))
 
 
 @app.command()

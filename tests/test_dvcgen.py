@@ -81,8 +81,12 @@ def test_paths_come_from_pipeline_paths(tmp_path):
     rel = str
     assert stages["tiny-prepare"].outs == [rel(p.dataset), rel(p.calibration), rel(p.prepare_info)]
     assert stages["tiny-quantize-i8"].outs == [rel(p.variant_dir("i8"))]
-    assert stages["tiny-quantize-i8"].deps == [rel(p.trained), rel(p.saved_model),
+    # What each reads: the converter's int8 the SavedModel and (its shared calibration) the
+    # float .tflite; dynamic range no calibration; none of them the trained model (QAT does).
+    assert stages["tiny-quantize-i8"].deps == [rel(p.saved_model), rel(p.float_tflite),
                                                rel(p.calibration), rel(p.dataset),
+                                               rel(p.baseline_metrics), rel(p.float_outputs)]
+    assert stages["tiny-quantize-dr"].deps == [rel(p.saved_model), rel(p.dataset),
                                                rel(p.baseline_metrics), rel(p.float_outputs)]
     gate = stages["tiny-gate"].to_dvc("pipelines.yaml")
     assert gate["metrics"] == [{rel(p.metrics): {"cache": False}}]

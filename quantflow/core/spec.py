@@ -23,7 +23,7 @@ from pydantic_core import InitErrorDetails
 from quantflow.core.specbase import CAPABILITY_NAMES, Fraction, GateSpec, Name, Strict, TrainSpec
 from quantflow.core.stages import pipeline_stage_names
 from quantflow.sources import model_union
-from quantflow.variants import kinds, variant_union
+from quantflow.variants import applicable, variant_union
 
 # ----------------------------------------------------------------------------- dataset
 Normalize = Literal["max", "standard", "none"]
@@ -308,10 +308,10 @@ class PipelineSpec(Strict):
         for v in self.variants:
             if not v.requires <= have:
                 need = " and ".join(CAPABILITY_NAMES.get(c, c) for c in sorted(v.requires - have))
-                fit = [k.name for k in kinds().values() if k.spec.requires <= have]
+                fit = applicable(have)
                 raise ValueError(
                     f"variant {v.name!r} (kind {v.kind}) needs {need}; {self.model.describe()}. "
-                    + (f"Kinds that apply to this model: {', '.join(fit)}" if fit
+                    + (f"Kinds that apply to this model: {fit}" if fit
                        else "No variant kind applies to this model yet"))
         return self
 

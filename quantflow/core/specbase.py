@@ -115,13 +115,17 @@ class VariantBase(Strict):
 
     Besides its fields (``kind: Literal["<kind>"]`` and options), a kind declares what the
     pipeline must know about it without running it: ``needs_calibration`` (the quantize stage
-    reads the representative data), ``requires`` (capabilities the model source must offer)
-    and ``promise()`` (the tensor types its output must have, checked after conversion).
+    reads the representative data), ``requires`` (capabilities the model source must offer;
+    read on a variant it may depend on its options, read on the class it is the defaults'),
+    ``requires_with`` (an option, as YAML, that changes what the kind requires -> what it then
+    requires: how an error names the option that would fit the model) and ``promise()``
+    (the tensor types its output must have, checked after conversion).
     ``order`` only places it in lists shown to users (error messages, the schema).
     """
 
     needs_calibration: ClassVar[bool]
     requires: ClassVar[frozenset[str]] = frozenset()
+    requires_with: ClassVar[dict[str, frozenset[str]]] = {}
     order: ClassVar[int] = 1000
     # It trains (QAT): its worker gets every core, and it starts first (the critical path).
     trains: ClassVar[bool] = False

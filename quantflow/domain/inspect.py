@@ -24,7 +24,7 @@ from quantflow.domain import signature as sig
 from quantflow.domain.feed import INDEX_DTYPES
 from quantflow.domain.models import Shapes
 from quantflow.sources import source_of
-from quantflow.variants import kinds
+from quantflow.variants import fitting_option, kinds
 
 
 @dataclass
@@ -140,19 +140,22 @@ def _dtype_problems(found: sig.Signature, data: _Data) -> list[str]:
 
 
 def _kinds(ctx: StepContext) -> tuple[list[tuple[str, bool, str]], list[str]]:
-    """Which kinds apply to this model (what they require against what it provides), and a
-    problem for each variant of the spec whose kind does not."""
+    """Which kinds apply to this model (what they require against what it provides; a kind
+    that needs an option to apply is listed with it), and a problem for each variant of the
+    spec that does not (its own options decide what it requires)."""
     model = ctx.pipeline.model
     have = model.provides()
     rows = []
     for k in kinds().values():
+        option = fitting_option(k, have)
         missing = k.spec.requires - have
         why = "" if not missing else "needs " + " and ".join(
             CAPABILITY_NAMES.get(c, c) for c in sorted(missing)) + f"; {model.describe()}"
-        rows.append((k.name, not missing, why))
-    why_not = {name: why for name, ok, why in rows if not ok}
-    problems = [f"variant {v.name!r} (kind {v.kind}): {why_not[v.kind]}"
-                for v in ctx.pipeline.variants if v.kind in why_not]
+        rows.append((k.name + (f" (with {option})" if option else ""), option is not None,
+                     why))
+    problems = [f"variant {v.name!r} (kind {v.kind}): needs " + " and ".join(
+        CAPABILITY_NAMES.get(c, c) for c in sorted(v.requires - have))
+        + f"; {model.describe()}" for v in ctx.pipeline.variants if not v.requires <= have]
     return rows, problems
 
 

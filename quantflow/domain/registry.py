@@ -2,9 +2,10 @@
 
 Layout: ``<registry>/<pipeline>/<version>/{<variant>.tflite, manifest.json}`` and a symlink
 ``<registry>/<pipeline>/<alias> -> <version>``; how a version gets there without a reader or a
-crash ever seeing half of one is ``quantflow.domain.store``, re-hashing published versions is
-``quantflow.domain.verify``. This module decides: only the bytes the gate's evaluation measured
-are published, and the same bytes under the same decisions are not published twice.
+crash ever seeing half of one is ``quantflow.domain.store`` (``quantflow.domain.objstore``
+for an ``s3://`` registry), re-hashing published versions is ``quantflow.domain.verify``.
+This module decides: only the bytes the gate's evaluation measured are published, and the
+same bytes under the same decisions are not published twice.
 """
 
 from __future__ import annotations
@@ -150,6 +151,13 @@ def _decisions(manifest: dict[str, Any]) -> dict[str, bool] | None:
         return None
 
 
+def blocked(pipeline: str, gate: GateResult, alias: str) -> PublishRecord:
+    """Nothing selected: nothing published, the alias untouched, every reason said."""
+    reasons = "; ".join(f"{d.name}: {d.reason}" for d in gate.decisions) or "no variants"
+    return PublishRecord(pipeline=pipeline, status="blocked", alias=alias,
+                         message=f"nothing passed the gate - {reasons}")
+
+
 def publish(
     pipeline: str,
     gate: GateResult,
@@ -170,9 +178,7 @@ def publish(
     renamed in before the alias move failed is renamed out again.
     """
     if not gate.selected:
-        reasons = "; ".join(f"{d.name}: {d.reason}" for d in gate.decisions) or "no variants"
-        return PublishRecord(pipeline=pipeline, status="blocked", alias=alias,
-                             message=f"nothing passed the gate - {reasons}")
+        return blocked(pipeline, gate, alias)
     _check_inputs(gate, files, registry, alias, manifest_extra)
     digests = _hash_selection(gate, files, evaluated)
     registry.mkdir(parents=True, exist_ok=True)

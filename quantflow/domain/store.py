@@ -132,13 +132,23 @@ def read_manifest(vdir: Path, version: str | None = None) -> dict[str, Any]:
     a reader outside its folder.
     """
     try:
-        manifest = json.loads((vdir / MANIFEST).read_text())
+        text = (vdir / MANIFEST).read_text()
+    except UnicodeDecodeError as e:
+        raise ValueError(f"not a manifest ({type(e).__name__}: {e})") from None
+    return parse_manifest(text, version)
+
+
+def parse_manifest(text: str, version: str | None = None) -> dict[str, Any]:
+    """``read_manifest``'s checks on a manifest's text, wherever it was read from (a folder,
+    an object store: quantflow.domain.objstore)."""
+    try:
+        manifest = json.loads(text)
         # the models and the documents published beside them (report.html), all hashed
         listed = {**manifest["files"], **(manifest.get("attachments") or {})}
         named = manifest.get("version")
         plain = all(isinstance(e, dict) and Path(n).name == n != MANIFEST
                     for n, e in listed.items())
-    except (KeyError, TypeError, AttributeError, UnicodeDecodeError) as e:
+    except (KeyError, TypeError, AttributeError, ValueError) as e:
         raise ValueError(f"not a manifest ({type(e).__name__}: {e})") from None
     if version is not None and named != version:
         raise ValueError(f"manifest is for version {named!r}")

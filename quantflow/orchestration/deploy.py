@@ -1,13 +1,15 @@
 """`quantflow deploy` and `quantflow serve`: scheduled retraining on a Prefect server.
 
 One deployment per pipeline, named after it, runs flows/quantize.py:quantize_pipeline on a
-process work pool. Nothing is copied or cloned: ``flow.from_source(<workspace>, ...)`` gives the
-deployment a ``set_working_directory`` pull step, and the workspace's absolute path is in the
-default parameters. Every deploy writes the pipeline's schedule, or an empty list, so deleting
-a schedule from pipelines.yaml deletes it from the deployment. A concurrency limit of one
-(ENQUEUE) makes a second trigger wait for the first; the flow's file lock still guards runs
-started outside Prefect. prefect.yaml is rendered from the same functions so that
-`prefect deploy --all` agrees with `quantflow deploy`.
+process work pool. By default nothing is copied or cloned: ``flow.from_source(<workspace>,
+...)`` gives the deployment a ``set_working_directory`` pull step, and the workspace's absolute
+path is in the default parameters. With ``--source git`` (quantflow.orchestration.gitsource)
+the worker clones the repository instead and the data comes from the DVC remote. Every deploy
+writes the pipeline's schedule, or an empty list, so deleting a schedule from pipelines.yaml
+deletes it from the deployment. A concurrency limit of one (ENQUEUE) makes a second trigger
+wait for the first; the flow's file lock still guards runs started outside Prefect.
+prefect.yaml is rendered from the same functions so that `prefect deploy --all` agrees with
+`quantflow deploy`.
 """
 
 from __future__ import annotations
@@ -27,7 +29,10 @@ import yaml
 from rich.console import Console
 
 import flows
+from quantflow.core.errors import UserError
 from quantflow.core.spec import CronSchedule, PipelineSpec, Spec
+from quantflow.orchestration import gitsource
+from quantflow.orchestration.gitsource import GitSource
 
 if TYPE_CHECKING:
     from prefect.deployments.runner import RunnerDeployment
@@ -76,11 +81,13 @@ def description(name: str, pipeline: PipelineSpec) -> str:
     return pipeline.description or f"quantflow pipeline {name}"
 
 
-def build_deployment(spec: Spec, spec_path: Path, name: str, pool: str) -> RunnerDeployment:
+def build_deployment(spec: Spec, spec_path: Path, name: str, pool: str,
+                     source: GitSource | None = None) -> RunnerDeployment:
     """The deployment of one pipeline, built without talking to a server.
 
-    The flow is loaded from its file the way the worker will load it, so a flow that cannot be
-    loaded fails here rather than at the first scheduled run.
+    The flow is loaded from its file the way the worker will load it (from a clone of the
+    repository for a git ``source``), so a flow that cannot be loaded fails here rather than
+    at the first scheduled run.
     """
     from prefect.client.schemas.objects import ConcurrencyLimitConfig
     from prefect.flows import Flow
@@ -92,23 +99,35 @@ def build_deployment(spec: Spec, spec_path: Path, name: str, pool: str) -> Runne
     schedules = [] if fields is None else [
         Cron(fields["cron"], timezone=fields["timezone"]) if "cron" in fields
         else Interval(fields["interval"], anchor_date=INTERVAL_ANCHOR)]
-    flow = Flow.from_source(source=str(workspace), entrypoint=entrypoint(workspace))
+    if source is None:
+        flow = Flow.from_source(source=str(workspace), entrypoint=entrypoint(workspace))
+        here, env = str(workspace), None
+    else:  # the clone is the working folder; the spec's folder is relative to its root
+        flow = Flow.from_source(source=source.storage(), entrypoint=source.entrypoint)
+        here, env = source.workspace, source.job_variables()
     return flow.to_deployment(
-        name=name, work_pool_name=pool, schedules=schedules,
-        parameters=parameters(name, spec_path.name, str(workspace)),
+        name=name, work_pool_name=pool, schedules=schedules, job_variables=env,
+        parameters=parameters(name, spec_path.name, here),
         concurrency_limit=ConcurrencyLimitConfig(**CONCURRENCY),
         description=description(name, pipeline), tags=["quantflow"])
 
 
 def deploy_pipelines(spec: Spec, spec_path: Path, names: list[str], pool: str,
-                     console: Console) -> int:
-    """Create or update one deployment per named pipeline (all when none are named)."""
+                     console: Console, source: GitSource | None = None) -> int:
+    """Create or update one deployment per named pipeline (all when none are named); with a
+    git ``source``, after checking that a worker elsewhere could start (exit 2 if not)."""
     names = names or list(spec.pipelines)
     unknown = [n for n in names if n not in spec.pipelines]
     if unknown:
         console.print(f"unknown pipeline(s) {unknown}; {spec_path} has: "
                       f"{', '.join(spec.pipelines)}", markup=False)
         return 2
+    if source is not None:
+        try:
+            console.print(f"source: {gitsource.check(source, spec_path.parent)}", markup=False)
+        except UserError as exc:
+            console.print(f"cannot deploy: {exc}", markup=False)
+            return 2
     from prefect.settings import PREFECT_API_URL
 
     url = PREFECT_API_URL.value()
@@ -120,7 +139,7 @@ def deploy_pipelines(spec: Spec, spec_path: Path, names: list[str], pool: str,
         return 1
     for name in names:
         try:
-            build_deployment(spec, spec_path, name, pool).apply()
+            build_deployment(spec, spec_path, name, pool, source).apply()
         except Exception as exc:  # unreachable server, rejected payload: one line, exit 1
             console.print(f"{FLOW_NAME}/{name}: not deployed: {type(exc).__name__}: {exc}",
                           markup=False)

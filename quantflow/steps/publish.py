@@ -15,7 +15,7 @@ from typing import Any
 from quantflow.core.request import StepContext
 from quantflow.core.results import GateResult, PublishRecord, VariantMetrics
 from quantflow.core.tfenv import versions
-from quantflow.domain import registry, report_page
+from quantflow.domain import objstore, registry, report_page
 from quantflow.steps.gate import load_metrics
 from quantflow.steps.prepare import PrepareInfo
 from quantflow.versioning import dvc
@@ -61,10 +61,14 @@ def publish(ctx: StepContext) -> PublishRecord:
     files = {name: p.variant_tflite(name) for name in gate.selected}
     extra = manifest_extra(ctx, gate, baseline, variants)
     page = report_page.Attachment(ctx, extra)  # report.html, published beside the models
-    record = registry.publish(ctx.name, gate, files, p.registry, ctx.pipeline.publish.alias,
-                              extra, evaluated={m.name: m.sha256 for m in variants},
-                              attach=page)
-    if record.path is not None:
+    root, store = ctx.pipeline.publish.registry, registry
+    if objstore.is_url(root):  # workers elsewhere publish into one bucket
+        store, where = objstore, root
+    else:
+        where = p.registry
+    record = store.publish(ctx.name, gate, files, where, ctx.pipeline.publish.alias, extra,
+                           evaluated={m.name: m.sha256 for m in variants}, attach=page)
+    if record.path is not None and not objstore.is_url(record.path):
         record.path = Path(os.path.relpath(record.path, ctx.workspace)).as_posix()
     record.write(p.publish_record)
     page.finish(record)

@@ -43,6 +43,7 @@ def _test_faults(variant_name: str) -> None:
 def quantize(ctx: StepContext, variant_name: str) -> VariantMetrics:
     from quantflow.domain.evaluate import evaluate_tflite
     from quantflow.domain.savedmodel import refuse_calibrated_loop
+    from quantflow.variants._common import SAVED_MODEL
 
     p, spec = ctx.paths, ctx.pipeline
     variant = spec.variant(variant_name)
@@ -57,7 +58,7 @@ def quantize(ctx: StepContext, variant_name: str) -> VariantMetrics:
                            calibrated=p.calibrated)
     start = time.perf_counter()
     try:
-        if variant.needs_calibration:
+        if variant.needs_calibration and SAVED_MODEL <= variant.requires:  # the converter's
             refuse_calibrated_loop(p.saved_model, variant.kind)
         converter(variant.kind)(inputs, variant, out)
         converted = time.perf_counter() - start

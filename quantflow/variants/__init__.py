@@ -98,6 +98,26 @@ def converter(name: str) -> Convert:
     return kind(name).convert
 
 
+def fitting_option(k: Kind, have: frozenset[str]) -> str | None:
+    """How kind ``k`` applies to a model offering ``have``: "" as it is, the option (YAML
+    text, from ``requires_with``) it needs to, or None when nothing makes it apply."""
+    if k.spec.requires <= have:
+        return ""
+    return next((o for o, need in k.spec.requires_with.items() if need <= have), None)
+
+
+def applicable(have: frozenset[str]) -> str:
+    """The kinds that apply to a model offering ``have``, as errors list them: those that
+    apply as they are, then each option with the kinds it makes apply ("" when none)."""
+    groups: dict[str, list[str]] = {}
+    for k in kinds().values():
+        option = fitting_option(k, have)
+        if option is not None:
+            groups.setdefault(option, []).append(k.name)
+    return "; ".join(", ".join(names) + (f" (with {option})" if option else "")
+                     for option, names in sorted(groups.items()))
+
+
 def variant_union() -> Any:
     """The spec's ``Variant``: a union of every kind's spec class, discriminated by ``kind``."""
     members = [k.spec for k in kinds().values()]

@@ -49,20 +49,26 @@ def quiet() -> Iterator[None]:
 
 
 def calibration_data(float_tflite: Path, x: Any) -> dict[str, list[dict[str, Any]]]:
-    """AEQ's calibration format, ``{signature: [{input name: one-sample batch}, ...]}``."""
+    """AEQ's calibration format, ``{signature: [{input name: one-sample batch}, ...]}``; ``x``
+    is one array, or a dict by input name (the calibration file of a several-input model)."""
     from ai_edge_litert.interpreter import Interpreter
+
+    from quantflow.core import io
 
     signatures = Interpreter(model_path=str(float_tflite)).get_signature_list()
     key = next(iter(signatures))
+    if isinstance(x, dict):
+        return {key: [{k: v[i : i + 1] for k, v in x.items()} for i in range(io.examples(x))]}
     name = signatures[key]["inputs"][0]
     return {key: [{name: x[i : i + 1]} for i in range(len(x))]}
 
 
-def calibrate(float_tflite: Path, x: Any) -> dict[str, Any]:
-    """Min/max of every tensor of the float model over ``x``: once per search."""
+def calibrate(float_tflite: Path, x: Any, rules: list[dict[str, Any]] | None = None) \
+        -> dict[str, Any]:
+    """Min/max of every tensor of the float model over ``x``: once per search or variant."""
     from ai_edge_quantizer import quantizer, recipe
 
-    q = quantizer.Quantizer(str(float_tflite), recipe.static_wi8_ai8())
+    q = quantizer.Quantizer(str(float_tflite), rules or recipe.static_wi8_ai8())
     with quiet():
         return q.calibrate(calibration_data(float_tflite, x), num_threads=1)
 
@@ -103,22 +109,37 @@ def recipe(precisions: dict[str, str], io_type: str) -> list[dict[str, Any]]:
             config["activation_tensor_config"].update(num_bits=16, symmetric=True)
             rules.append({"regex": _scope_regex(scope), "operation": "*",
                           "algorithm_key": base["algorithm_key"], "op_config": config})
-    # Last, under a scope of their own (rules of one regex share a slot in AEQ's order): a
-    # layer's rule also matches the model's virtual INPUT/OUTPUT ops next to it.
-    interface = {"algorithm_key": "no_quantize"} if io_type == "float32" else \
+    return rules + interface(base, io_type)
+
+
+def interface(base: dict[str, Any], io_type: str) -> list[dict[str, Any]]:
+    """The rules that decide the model's I/O, last and under a scope of their own (rules of
+    one regex share a slot in AEQ's order; a layer's rule also matches the virtual INPUT/OUTPUT
+    ops next to it): float I/O, or that of ``base`` (AEQ's static recipes quantize the model's
+    interface too: int8 or int16). uint8 is made from int8 afterwards (``_interface``)."""
+    side = {"algorithm_key": "no_quantize"} if io_type == "float32" else \
         {"algorithm_key": base["algorithm_key"], "op_config": base["op_config"]}
-    rules += [{"regex": "^", "operation": side, **interface} for side in ("INPUT", "OUTPUT")]
-    return rules
+    return [{"regex": "^", "operation": op, **side} for op in ("INPUT", "OUTPUT")]
 
 
-def quantize(float_tflite: Path, rules: list[dict[str, Any]], qsvs: dict[str, Any],
-             out: Path) -> Path:
-    """Write the model of one recipe atomically."""
+def quantized(float_tflite: Path, rules: list[dict[str, Any]], qsvs: dict[str, Any] | None,
+              io_type: str = "float32") -> bytes:
+    """The model of one recipe (``qsvs`` None: a recipe that calibrates nothing, dynamic
+    range or float16 weights); uint8 I/O is rewritten from int8 (``_interface``)."""
     from ai_edge_quantizer import quantizer
 
-    from quantflow.core import io
+    from quantflow.variants._interface import to_uint8
 
     q = quantizer.Quantizer(str(float_tflite), rules)
     with quiet():
         result = q.quantize(qsvs, enable_progress_bar=False, enable_progress_report=False)
-    return io.write_bytes(out, bytes(result.quantized_model))
+    data = bytes(result.quantized_model)
+    return to_uint8(data) if io_type == "uint8" else data
+
+
+def quantize(float_tflite: Path, rules: list[dict[str, Any]], qsvs: dict[str, Any] | None,
+             out: Path, io_type: str = "float32") -> Path:
+    """Write the model of one recipe atomically."""
+    from quantflow.core import io
+
+    return io.write_bytes(out, quantized(float_tflite, rules, qsvs, io_type))

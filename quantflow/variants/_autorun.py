@@ -47,7 +47,7 @@ def _evaluator(inputs: ConvertInputs, io_type: str, qsvs: dict[str, Any], work: 
         path = work / f"candidate-{count[0]:03d}.tflite"
         try:
             assert inputs.float_tflite is not None
-            quantize(inputs.float_tflite, recipe(candidate, io_type), qsvs, path)
+            quantize(inputs.float_tflite, recipe(candidate, io_type), qsvs, path, io_type)
             return _outcome(inputs, path)
         except Exception as exc:  # a broken candidate fails; the search carries on
             return Outcome(False, None, None, None, f"candidate failed: {exc}"[:500],

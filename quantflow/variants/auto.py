@@ -28,8 +28,9 @@ class AutoVariant(VariantBase):
         description="Full int8, with the layers that hurt most moved to int16 activations or "
         "float until the gate passes (ai-edge-quantizer)."
     )
-    io_type: Literal["float32", "int8"] = Field(
-        "float32", description="Type of the model's input and output tensors."
+    io_type: Literal["float32", "int8", "uint8"] = Field(
+        "float32", description="Type of the model's input and output tensors (uint8: the int8 "
+        "model with a uint8 interface, same scales)."
     )
     precisions: list[Literal["int8", "int16", "float"]] = Field(
         ["int8", "int16", "float"], min_length=2, description="Precisions a layer may take, "

@@ -7,17 +7,17 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from quantflow.core.specbase import Expected, VariantBase
+from quantflow.core.specbase import Expected
 from quantflow.core.tfenv import tf_modules
 from quantflow.variants import ConvertInputs
-from quantflow.variants._common import SAVED_MODEL, saved_model_converter, write_tflite
+from quantflow.variants._common import saved_model_converter, write_tflite
+from quantflow.variants._engine import AEQ, EngineVariant, aeq_convert, float16_weights
 
 
-class Float16Variant(VariantBase):
+class Float16Variant(EngineVariant):
     kind: Literal["float16"] = Field(description="Float16 weights.")
 
     needs_calibration: ClassVar[bool] = False
-    requires: ClassVar[frozenset[str]] = SAVED_MODEL
     order: ClassVar[int] = 20
 
     def promise(self) -> Expected:
@@ -26,7 +26,10 @@ class Float16Variant(VariantBase):
 
 
 def convert(inputs: ConvertInputs, variant: Float16Variant, out: Path) -> Path:
-    """Restricting supported_types to float16 is what turns DEFAULT into float16 weights."""
+    """Restricting supported_types to float16 is what turns DEFAULT into float16 weights
+    (AEQ: float casting of the weights of fully connected, convolution and embedding ops)."""
+    if variant.engine == AEQ:
+        return aeq_convert(inputs, out, float16_weights(), calibrate=False)
     tf, _ = tf_modules()
     converter = saved_model_converter(inputs)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]

@@ -7,25 +7,24 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from quantflow.core.specbase import Expected, VariantBase
+from quantflow.core.specbase import Expected
 from quantflow.core.tfenv import tf_modules
 from quantflow.variants import ConvertInputs
 from quantflow.variants._common import (
-    SAVED_MODEL,
     representative_dataset,
     saved_model_converter,
     set_io_type,
     write_tflite,
 )
+from quantflow.variants._engine import AEQ, EngineVariant, aeq_convert, static
 
 
-class Int16x8Variant(VariantBase):
+class Int16x8Variant(EngineVariant):
     kind: Literal["int16x8"] = Field(description="16-bit activations, 8-bit weights.")
     allow_float_fallback: bool = Field(False, description="Allow float kernels as fallback.")
     io_type: Literal["float32", "int16"] = Field("float32", description="Input/output type.")
 
     needs_calibration: ClassVar[bool] = True
-    requires: ClassVar[frozenset[str]] = SAVED_MODEL
     order: ClassVar[int] = 50
 
     def promise(self) -> Expected:
@@ -35,7 +34,12 @@ class Int16x8Variant(VariantBase):
 
 def convert(inputs: ConvertInputs, variant: Int16x8Variant, out: Path) -> Path:
     """The 16x8 ops set is experimental; TFLITE_BUILTINS is added only when the spec allows
-    float fallback, so by default an unsupported op fails the conversion."""
+    float fallback, so by default an unsupported op fails the conversion (AEQ's
+    static_wi8_ai16: the check after quantizing fails it)."""
+    if variant.engine == AEQ:
+        advice = "" if variant.allow_float_fallback else "allow_float_fallback: true allows it"
+        return aeq_convert(inputs, out, static(16, variant.io_type), calibrate=True,
+                           io_type=variant.io_type, no_float=advice)
     tf, _ = tf_modules()
     ops = tf.lite.OpsSet
     converter = saved_model_converter(inputs)

@@ -3,7 +3,8 @@
 ``stale_stages`` asks DVC once (one in-process ``dvc status`` of the pipeline's stages) and
 adds everything downstream of a stale stage; ``commit_run`` records the stages that ran with
 one ``dvc commit`` per stage from this single process (concurrent DVC commands in one
-workspace collide on its lock), then pushes when publish ran. A pipeline that dvc.yaml does
+workspace collide on its lock), then pushes when publish ran (a clone fed from the remote:
+quantflow.versioning.remote). A pipeline that dvc.yaml does
 not know, or a run with ``--set`` overrides that pipelines.yaml does not say, is left to run
 everything and is not recorded. Nothing here imports TensorFlow.
 """
@@ -25,6 +26,7 @@ from quantflow.versioning import dvclock
 from quantflow.versioning.dvcfile import owned
 from quantflow.versioning.dvcgen import Stage, pipeline_stages, write_dvc_yaml
 from quantflow.versioning.dvcrecords import declared, md5_of  # noqa: F401 - md5_of re-exported
+from quantflow.versioning.remotecfg import changed, enabled
 from quantflow.versioning.toolchain import TOOLCHAIN_FILE
 
 
@@ -94,9 +96,11 @@ def stale_stages(request: RunRequest) -> Stale | None:
     stages = _tracked(request)
     if stages is None:
         return None
+    names = [s.name for s in stages]
     with _repo(request.workspace) as repo:
-        found = {key.rsplit(":", 1)[-1] for key in
-                 repo.status(targets=[s.name for s in stages], with_deps=True)}
+        # A clone fed from the DVC remote holds no artifacts: absent is not changed there.
+        found = changed(repo, names) if enabled() else {
+            key.rsplit(":", 1)[-1] for key in repo.status(targets=names, with_deps=True)}
     upstream = sorted(found - {s.name for s in stages})
     if upstream:  # a team's own stage that feeds ours (model.path, a download): DVC's to run
         print(f"quantflow: dvc.yaml stage(s) {', '.join(upstream)} that this pipeline reads "
@@ -142,7 +146,9 @@ def commit_run(request: RunRequest, steps: list[str], push_targets: list[str] | 
         return
     with _repo(request.workspace) as repo:
         _commit(repo, [s for s in stages if _step_of(s) in steps])
-        if push_targets is not None:  # what earlier runs produced was pushed by them
+        # What earlier runs produced was pushed by them; a clone fed from the remote pushes
+        # in remote.push_records, where a failed push must stop the dvc.lock commit.
+        if push_targets is not None and not enabled():
             problem = _push(repo, [s.name for s in stages if _step_of(s) in push_targets])
             if problem:
                 print(f"quantflow: {problem}", file=sys.stderr)

@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from quantflow.core import io
-from quantflow.core.paths import pipeline_paths
+from quantflow.core.paths import PipelinePaths, pipeline_paths
 from quantflow.core.spec import PipelineSpec, Spec, dataset_files
 from quantflow.core.stages import stage_name
 from quantflow.metrics import TASK_DEFAULTS
@@ -186,8 +186,7 @@ def pipeline_stages(spec: Spec, name: str) -> list[Stage]:
     for i, v in enumerate(pipe.variants):
         stages.append(Stage(
             stage_name("quantize", name, v.name), "quantize", name, v.name, v.kind,
-            deps=[_rel(p.trained), _rel(p.saved_model), _rel(p.calibration), _rel(p.dataset),
-                  _rel(p.baseline_metrics), _rel(p.float_outputs)],
+            deps=[_rel(f) for f in quantize_reads(p, v)],
             params=stage_params(key, pipe, "quantize", i) + _gate_params(key, pipe, i),
             outs=[variant_dirs[i]]))
     stages.append(Stage(
@@ -202,6 +201,19 @@ def pipeline_stages(spec: Spec, name: str) -> list[Stage]:
         params=stage_params(key, pipe, "publish"),
         records=[_rel(p.publish_record)]))  # written after the push; small: git keeps it
     return stages
+
+
+def quantize_reads(p: PipelinePaths, v: Any) -> list[Path]:
+    """The files a variant's quantize stage reads, so that nothing it does not read makes it
+    stale (or has to be pulled onto a remote worker): the converter's kinds read the
+    SavedModel, ai-edge-quantizer's and the shared calibration (variants/_calibrated.py) the
+    float .tflite, QAT the trained model; every variant is evaluated against the baseline."""
+    converter = "saved_model" in v.requires
+    return [f for f, reads in (
+        (p.trained, v.trains), (p.saved_model, converter),
+        (p.float_tflite, (v.needs_calibration and not v.trains) or not converter),
+        (p.calibration, v.needs_calibration), (p.dataset, True),
+        (p.baseline_metrics, True), (p.float_outputs, True)) if reads]
 
 
 def all_stages(spec: Spec) -> list[Stage]:

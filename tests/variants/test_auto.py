@@ -110,3 +110,16 @@ def test_a_budget_too_small_fails_with_the_best_candidate_unpublished(tmp_path: 
     assert not (folder / "model.tflite").exists() and (folder / "best_candidate.tflite").exists()
     assert GateResult.read(ctx.paths.gate).selected == []
     assert publish.run(ctx).status == "blocked"
+
+
+def test_uint8_io_keeps_the_search_and_gives_a_uint8_interface(tmp_path: Path) -> None:
+    """The same search, each candidate given uint8 I/O (the int8 model requantized at its
+    ends); the published model has it, and the promise that checks it holds."""
+    from tests.variants.test_kinds import io_dtypes
+
+    ctx, m = run(tmp_path, 1000.0, {"io_type": "uint8"})
+    assert m.status == "ok", m.error
+    assert io_dtypes(ctx.paths.variant_tflite("auto")) == ("uint8", "uint8")
+    found = search_of(ctx)
+    assert found["io_type"] == "uint8" and found["passed"]
+    assert not found["full_int8"]["passed"] and m.tensors.input_dtype == "uint8"

@@ -1,0 +1,62 @@
+"""moto's standalone S3 server on a free 127.0.0.1 port: a real S3-protocol endpoint for DVC
+remotes and the registry, started and stopped by the tests that need it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+# moto accepts any credentials; boto3, s3fs and DVC all read these.
+AWS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+       "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def client(url: str):  # noqa: ANN201 - a boto3 S3 client
+    import boto3
+
+    return boto3.client("s3", endpoint_url=url, aws_access_key_id=AWS["AWS_ACCESS_KEY_ID"],
+                        aws_secret_access_key=AWS["AWS_SECRET_ACCESS_KEY"],
+                        region_name=AWS["AWS_DEFAULT_REGION"])
+
+
+@contextmanager
+def moto_server(log: Path, buckets: tuple[str, ...]) -> Iterator[str]:
+    """Start moto_server, create ``buckets``, yield its URL; stop it after."""
+    port = free_port()
+    with open(log, "w") as out:
+        proc = subprocess.Popen([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        s3, deadline = client(url), time.monotonic() + 60
+        while True:
+            try:
+                for bucket in buckets:
+                    s3.create_bucket(Bucket=bucket)
+                break
+            except Exception:
+                assert proc.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, f"moto_server did not start: {log}"
+                time.sleep(0.5)
+        yield url
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
