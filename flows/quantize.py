@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger
 from prefect.futures import PrefectFuture
+from prefect.utilities.annotations import quote
 from pydantic import BaseModel, ConfigDict, Field
 
 import tasks
 from quantflow.core.results import PublishRecord
-from quantflow.orchestration import shutdown
+from quantflow.orchestration import daskrunner, shutdown
+from quantflow.orchestration.daskrunner import Slots
 from quantflow.orchestration.plan import Plan, finish_run, for_flow, pipeline_lock, plan_run, record
 from quantflow.orchestration.pool import WarmPool
 from quantflow.orchestration.taskrunner import submit_in_turn, task_runner, worker_pool
@@ -75,13 +77,9 @@ def _quantize(plan: Plan, pool: WarmPool, after: list[PrefectFuture]) -> dict[st
     return failed
 
 
-def _wire(plan: Plan, pool: WarmPool) -> tuple[PublishRecord | None, dict[str, str]]:
+def _tf_steps(plan: Plan, pool: WarmPool | Slots) -> dict[str, str]:
+    """prepare, train, export in turn, then the variants: on this flow's task runner."""
     ctx, run = plan.request.step, plan.stages
-    if plan.variants or run & {"prepare", "train", "export"}:
-        # Only when a TensorFlow step will run: a gate-only run must not start any worker.
-        pool.prespawn(max(1, len(plan.variants)))
-        get_run_logger().info("%d worker processes (execution.max_workers: %d)",
-                              len(pool.started), pool.size)
     prev: list = []
     for stage, task in (("prepare", tasks.prepare), ("train", tasks.train),
                         ("export", tasks.export)):
@@ -89,7 +87,30 @@ def _wire(plan: Plan, pool: WarmPool) -> tuple[PublishRecord | None, dict[str, s
             prev = [task.submit(ctx, wait_for=prev)]
             prev[0].result()  # raises if the step failed: the run is Failed
             record(plan, [stage])
-    failed = _quantize(plan, pool, prev)
+    return _quantize(plan, pool, prev)
+
+
+@flow(name="tensorflow-steps-on-dask", validate_parameters=False)
+def on_dask(plan: Plan) -> dict[str, str]:
+    """The TensorFlow steps as Dask tasks (execution.task_runner: dask). A subflow because
+    the task runner is fixed per flow and the spec is read inside the flow: `_wire` gives
+    it prefect-dask's runner for the run's cluster (daskrunner.task_runner)."""
+    daskrunner.ready(plan.request)
+    return _tf_steps(plan, Slots(max(1, len(plan.variants))))
+
+
+def _wire(plan: Plan, pool: WarmPool) -> tuple[PublishRecord | None, dict[str, str]]:
+    ctx, run, execution = plan.request.step, plan.stages, plan.request.spec.execution
+    if not (plan.variants or run & {"prepare", "train", "export"}):
+        failed: dict[str, str] = {}  # a gate-only run must not start any worker
+    elif execution.task_runner == "dask":
+        runner = daskrunner.task_runner(execution.dask)
+        failed = on_dask.with_options(task_runner=runner)(quote(plan))
+    else:
+        pool.prespawn(max(1, len(plan.variants)))
+        get_run_logger().info("%d worker processes (execution.max_workers: %d)",
+                              len(pool.started), pool.size)
+        failed = _tf_steps(plan, pool)
     # gate and publish are light (no TensorFlow): they run in the flow's own process, so a
     # gate-only change never spawns a worker or imports TensorFlow.
     if "gate" in run:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
 
@@ -337,17 +338,62 @@ class PipelineSpec(Strict):
         return hashlib.sha256(blob.encode()).hexdigest()
 
 
+DASK_ADDRESS = r"^(tcp|tls)://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9][A-Za-z0-9.-]*):[0-9]{1,5}$"
+
+
+class DaskLocalSpec(Strict):
+    n_workers: int = Field(2, ge=1, le=256, description="Worker processes of the LocalCluster "
+                           "the run starts on this machine (and stops at its end).")
+    threads_per_worker: int = Field(1, ge=1, le=64, description="Threads per worker: how many "
+                                    "steps one worker runs at once, and its TensorFlow threads.")
+
+
+class DaskSpec(Strict):
+    address: str | None = Field(None, description="An existing Dask "
+                                "scheduler, `tcp://host:8786`; its workers must see the "
+                                "workspace at the same path (a shared filesystem).")
+    local: DaskLocalSpec | None = Field(None, description="Start a LocalCluster for the run "
+                                        "instead: `{n_workers, threads_per_worker}`.")
+    connect_timeout_seconds: float = Field(10, gt=0, le=600, description="How long to try "
+                                           "to reach the scheduler (and wait for a worker) "
+                                           "before the run stops with an error.")
+
+    @field_validator("address")
+    @classmethod
+    def _scheduler_address(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(DASK_ADDRESS, v):
+            raise ValueError(f"{v!r} is not a scheduler address; expected tcp://host:port "
+                             "(or tls://host:port), e.g. tcp://127.0.0.1:8786")
+        return v
+
+    @model_validator(mode="after")
+    def _one_cluster(self) -> DaskSpec:
+        """An address and a local cluster would be two clusters; neither is no cluster."""
+        if (self.address is None) == (self.local is None):
+            raise _error_at(("local",) if self.local else (), self.address,
+                            "set exactly one of `address` (an existing scheduler, "
+                            "tcp://host:8786) and `local` ({n_workers, threads_per_worker})")
+        return self
+
+
 class ExecutionSpec(Strict):
     max_workers: int = Field(
-        2, ge=1, le=64, description="Worker processes for parallel steps (variants)."
+        2, ge=1, le=64, description="Worker processes for parallel steps (variants), with "
+        "task_runner: process."
     )
+    task_runner: Literal["process", "dask"] = Field(
+        "process", description="Where the TensorFlow steps run: `process`, warm worker "
+        "processes of the run (max_workers); `dask`, tasks on the Dask cluster of `dask`.")
+    dask: DaskSpec | None = Field(None, description="The Dask cluster, with task_runner: dask.")
     artifacts: str = Field("artifacts", description="Folder for per-pipeline artifacts, "
                            "relative to the spec's folder and inside it.")
     variant_timeout_seconds: float = Field(
         3600, gt=0, le=7 * 24 * 3600,
         description="A variant (conversion + evaluation) still running after this many seconds "
         "is killed and recorded as failed, so a hung conversion cannot hold the run (and the "
-        "pipeline's lock) forever. Counted from when the variant's worker starts on it.",
+        "pipeline's lock) forever. Counted from when the variant's worker starts on it. On Dask "
+        "the variant is recorded as failed but its thread cannot be killed: it runs on in its "
+        "Dask worker until it ends (docs/SCALE.md).",
     )
 
     @field_validator("artifacts")
@@ -359,6 +405,20 @@ class ExecutionSpec(Strict):
             raise ValueError(f"artifacts {v!r} leaves the workspace; DVC outputs must stay "
                              "inside it: use a relative path without '..'")
         return v
+
+    @model_validator(mode="after")
+    def _dask_only_with_dask(self) -> ExecutionSpec:
+        """`dask` says which cluster; it means nothing to the process runner, and the dask
+        runner has no default cluster to fall back on."""
+        if self.task_runner == "dask" and self.dask is None:
+            raise _error_at(("task_runner",), "dask", "task_runner: dask needs `dask: {address: "
+                            "tcp://host:8786}` or `dask: {local: {n_workers: 2}}`")
+        if self.task_runner == "process" and self.dask is not None:
+            raise _error_at(("dask", "address" if self.dask.address else "local"),
+                            self.dask.address or self.dask.local,
+                            "`dask` is used only with `task_runner: dask` (it is "
+                            f"{self.task_runner!r}); set that, or remove `dask`")
+        return self
 
 
 def _error_at(loc: tuple[str | int, ...], value: Any, message: str) -> ValidationError:

@@ -83,8 +83,11 @@ def _prestart(plan: Plan) -> WarmPool | None:
         return None
     from quantflow.orchestration import taskrunner
 
-    return taskrunner.prestart(plan.request.spec.execution.max_workers,
-                               max(1, len(plan.variants)))
+    execution = plan.request.spec.execution
+    if execution.task_runner == "dask":  # the steps run on the cluster: one worker, for the
+        # deep check only (the flow, sized by max_workers, does not adopt it)
+        return taskrunner.prestart(1, 1) if plan.stages & {"prepare", "train"} else None
+    return taskrunner.prestart(execution.max_workers, max(1, len(plan.variants)))
 
 
 def _checked(plans: list[Plan], console: Console, codes: list[int],
@@ -158,6 +161,10 @@ def run_pipelines(requests: list[RunRequest], overrides: list[str], *, force: bo
                   console: Console) -> int:
     """Run each requested pipeline; return the worst exit code."""
     codes: list[int] = []
+    if any(r.spec.execution.task_runner == "dask" for r in requests):
+        from quantflow.orchestration.daskrunner import preflight
+
+        preflight(requests)  # an unusable scheduler: exit 2 before anything is written
     stale = _plans(requests, force, console, codes)
     if not stale:
         return worst(codes)

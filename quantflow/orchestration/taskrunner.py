@@ -14,12 +14,17 @@ What crosses back from a worker is unpickled in the flow's process, so a step's 
 crosses as a quantflow type (``plain_errors``): a TensorFlow exception class would import
 TensorFlow there (~10 s, its C++ notices on the terminal) just to be printed.
 
+With ``execution.task_runner: dask`` the TensorFlow steps are Prefect tasks on a Dask cluster
+instead, run in the Dask worker's own process (``daskrunner``, ``daskworker``); a step finds no
+pool there and ``in_worker`` runs it in place.
+
 This replaces a ``ProcessPoolTaskRunner`` subclass that reached into the executor's private
 ``_executor`` and ``_processes``; nothing here depends on a private field.
 """
 
 from __future__ import annotations
 
+import os
 import queue
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -92,7 +97,9 @@ def warm_worker() -> None:
 
 
 def task_runner() -> Any:
-    """The flow's Prefect task runner: threads of the flow process (see the module doc)."""
+    """The flow's Prefect task runner: threads of the flow process (see the module doc). With
+    ``execution.task_runner: dask`` the TensorFlow steps run in a subflow with prefect-dask's
+    runner instead (``quantflow.orchestration.daskrunner``), chosen from the run's spec."""
     from prefect.task_runners import ThreadPoolTaskRunner
 
     return ThreadPoolTaskRunner(max_workers=THREADS)
@@ -146,14 +153,22 @@ def worker_pool(max_workers: int) -> Iterator[WarmPool]:
 
 def in_worker(fn: Callable[..., T], *args: Any, timeout: float | None = None,
               heavy: bool = False) -> T:
-    """``fn(*args)`` in a warm worker of this flow run (tasks copy the flow's context), or in
-    this process when there is no pool (a test calling a task's ``.fn``). A ``heavy`` step
-    (one that trains, or runs alone) asks for every core, others for their share."""
+    """``fn(*args)`` in a warm worker of this flow run (tasks copy the flow's context); in this
+    Dask worker when the task runs on one (``daskworker.run``: its pools are sized to the
+    worker's threads, Dask's share of the cores); otherwise in this process (a test calling a
+    task's ``.fn``). A ``heavy`` step (one that trains, or runs alone) asks the pool for every
+    core, others for their share."""
     from quantflow.orchestration import threads
 
     pool = _POOL.get()
-    return run_step(fn, *args) if pool is None else \
-        pool.run(_sized_step, threads.for_step(heavy, pool.size), fn, *args, timeout=timeout)
+    if pool is not None:
+        return pool.run(_sized_step, threads.for_step(heavy, pool.size), fn, *args,
+                        timeout=timeout)
+    if os.environ.get("QUANTFLOW_DASK_WORKER"):  # set by daskworker.setup_process
+        from quantflow.orchestration import daskworker
+
+        return daskworker.run(fn, *args, timeout=timeout)
+    return run_step(fn, *args)
 
 
 def submit_in_turn(names: list[str], submit: Callable[[str], Any], limit: int) \
