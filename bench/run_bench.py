@@ -212,7 +212,7 @@ def sequence(b: Bench) -> dict:
         part = res["workloads"][w.key]
         # Measured again at the end (full runs); the faster is the reference, so a noisy first
         # measurement cannot make quantflow look better than it is.
-        if not b.args.quick:
+        if not (b.args.quick or b.args.plain_once):
             part["plain_runs"].append(run_plain(b, w, "plain_last", "plain script, last"))
         part["plain"] = min(part["plain_runs"], key=lambda r: r["wall_seconds"])
     return res
@@ -228,8 +228,12 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--threads", type=int, default=1, help="Interpreter threads for latency.")
     ap.add_argument("--scaling", type=lambda s: [int(x) for x in s.split(",")],
                     help="Variant counts of the seed CNN's scaling curve (default 1,2,4,8).")
+    ap.add_argument("--plain-once", action="store_true", help="Run each plain script once, "
+                    "not first and last (a shorter full run; the reference is then noisier).")
     ap.add_argument("--echo", action="store_true", help="Stream every run's output.")
     ap.add_argument("--keep", action="store_true", help="Keep the temporary workspaces.")
+    ap.add_argument("--render", type=Path, metavar="RESULTS_JSON",
+                    help="Measure nothing: recompute the checks and tables of a results.json.")
     args = ap.parse_args()
     unknown = [k for k in args.workloads if k not in WORKLOADS]
     if unknown:
@@ -245,14 +249,31 @@ def quantflow_code(env: dict[str, str]) -> str:
     return out.stdout.strip() or out.stderr.strip()[-300:]
 
 
+def report(res: dict) -> None:
+    """Checks and tables from the raw results, which are on disk first: a bug here must not
+    cost the measurements (re-run with --render bench/out/results.json)."""
+    import _render
+
+    res["checks"] = _checks.all_checks(res)
+    (OUT / "results.json").write_text(json.dumps(res, indent=2, default=str) + "\n")
+    (OUT / "results.md").write_text(_render.markdown(res))
+    print(_render.text(res))
+
+
 def main() -> None:
     args = parse_args()
+    if args.render:
+        return report(json.loads(args.render.read_text()))
     started, version = datetime.now(UTC), _extras.code_version()
     tmp = Path(tempfile.mkdtemp(prefix="quantflow-bench-"))
     b = Bench(args, tmp)
     log(f"workspaces in {tmp}; results to {OUT}; quantflow from {quantflow_code(b.env)}")
     try:
         res = sequence(b)
+    except BaseException:
+        # What was measured before the failure is kept for a look, not for a report.
+        (OUT / "results.partial.json").write_text(json.dumps(b.runs, indent=2, default=str))
+        raise
     finally:
         if b.server:
             b.server.stop()
@@ -264,12 +285,9 @@ def main() -> None:
                command=" ".join(["python", "bench/run_bench.py", *sys.argv[1:]]),
                settings={k: v for k, v in vars(args).items()},
                total_seconds=round((datetime.now(UTC) - started).total_seconds(), 1))
-    res["checks"] = _checks.all_checks(res)
+    OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "results.json").write_text(json.dumps(res, indent=2, default=str) + "\n")
-    import _render
-
-    (OUT / "results.md").write_text(_render.markdown(res))
-    print(_render.text(res))
+    report(res)
 
 
 if __name__ == "__main__":
