@@ -47,6 +47,17 @@ def _variant_work(key: str, part: dict, runs: dict) -> tuple[list[str], list[lis
              "convert s (ephemeral run)", "evaluate s (ephemeral run)"], rows)
 
 
+def _who_holds_memory(key: str, runs: dict) -> str:
+    """Each cold run's processes (>= 20 MB) with their own peak RSS: the sum's make-up."""
+    out = ""
+    for label in ("cold_ephemeral", "cold_server"):
+        each = runs.get(f"{key}.{label}", {}).get("peak_rss_each_mb")
+        if each:
+            out += f"\n{label} peak RSS by process (MB, pid name): " + ", ".join(
+                f"{k} {v:.0f}" for k, v in each.items())
+    return out
+
+
 def _workload(key: str, part: dict, res: dict, md: bool) -> list[tuple[str, str]]:
     t = lambda h, r: fmt_table(h, r, md)  # noqa: E731
     runs = {k: v for k, v in res["runs"].items()
@@ -55,7 +66,8 @@ def _workload(key: str, part: dict, res: dict, md: bool) -> list[tuple[str, str]
     script = plain["script"]
     out = [(f"{title}: wall time, ratio to the plain script, memory",
             t(TIMING_HEADERS, timing_rows(runs, plain, part["plain_runs"]))
-            + f"\n\ndata {script['train_size']} train / {script['test_size']} test images")]
+            + f"\n\ndata {script['train_size']} train / {script['test_size']} test images"
+            + _who_holds_memory(key, runs))]
     out.append((f"{title}: quantflow's models against the plain script's", t(
         CHECK_HEADERS, check_rows([c for c in res["checks"]
                                    if c["check"].startswith(f"{key}:")
