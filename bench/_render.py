@@ -47,6 +47,16 @@ def _variant_work(key: str, part: dict, runs: dict) -> tuple[list[str], list[lis
              "convert s (ephemeral run)", "evaluate s (ephemeral run)"], rows)
 
 
+def _role(name: str) -> str:
+    """A process's name as a reader knows it (python -c lines are long and multi-line)."""
+    pid = name.split(" ", 1)[0]
+    if "spawn_main" in name:
+        return f"{pid} worker"
+    if "ctypes" in name or "prefect" in name and "server" in name:
+        return f"{pid} Prefect server"
+    return " ".join(name.split())[:40]
+
+
 def _who_holds_memory(key: str, runs: dict) -> str:
     """Each cold run's processes (>= 20 MB) with their own peak RSS: the sum's make-up."""
     out = ""
@@ -54,7 +64,7 @@ def _who_holds_memory(key: str, runs: dict) -> str:
         each = runs.get(f"{key}.{label}", {}).get("peak_rss_each_mb")
         if each:
             out += f"\n{label} peak RSS by process (MB, pid name): " + ", ".join(
-                f"{k} {v:.0f}" for k, v in each.items())
+                f"{_role(k)} {v:.0f}" for k, v in each.items())
     return out
 
 
