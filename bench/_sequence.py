@@ -14,7 +14,7 @@ import _profile
 import _workspace as wsp
 from _bench import OUT, Bench, log, run_plain
 from _server import PrefectServer
-from _workloads import WORKLOADS, Workload, variants_for
+from _workloads import WORKLOADS, Workload, cold_server_only, variants_for
 
 
 def scaling(b: Bench, w: Workload) -> list[dict]:
@@ -58,7 +58,8 @@ def cold_first(b: Bench, w: Workload, res: dict) -> Path:
     """The plain script, then quantflow's cold run with its own ephemeral server."""
     res["plain_runs"] = [run_plain(b, w, "plain_first", "plain script, first")]
     ws = wsp.create(b.tmp / f"ws-{w.key}", b.spec(w, variants_for(w, b.args.quick)), w.populate)
-    b.quantflow_run(w, "cold_ephemeral", "cold, ephemeral server", ws, server=False)
+    if not cold_server_only(w, b.args.quick):
+        b.quantflow_run(w, "cold_ephemeral", "cold, ephemeral server", ws, server=False)
     return ws
 
 
@@ -68,6 +69,8 @@ def with_server(b: Bench, w: Workload, ws: Path, res: dict) -> None:
     b.quantflow_run(w, "cold_server", "cold, running server", ws, server=True)
     names = [v["name"] for v in variants_for(w, b.args.quick)]
     res["models"] = _extras.models_of(ws, w.pipeline, names)
+    if cold_server_only(w, b.args.quick):
+        return
     if w.key == "seed_cnn" and not b.args.quick:
         res["latency"] = _extras.latency_repeat(b.env, ws, w.pipeline, log)
         res["chance_demo"] = _extras.chance_demo(ws, w.pipeline)

@@ -34,9 +34,10 @@ from _workloads import WORKLOADS
 
 def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="Smoke run: 2,000/500 images; "
-                    "MobileNetV2 with 2 variants (dynamic_range, int8; no QAT); the plain "
-                    "scripts once; no latency repeat, profile or scaling.")
+    ap.add_argument("--quick", action="store_true", help="Smoke run: seed CNN on 2,000/500 "
+                    "images; MobileNetV2 on 1,000/250 with 2 variants (dynamic_range, int8; no "
+                    "QAT), cold with the running server only; the plain scripts once; no "
+                    "latency repeat, profile or scaling.")
     ap.add_argument("--workloads", type=lambda s: s.split(","), default=list(WORKLOADS),
                     help=f"Comma-separated, of {', '.join(WORKLOADS)} (default: both).")
     ap.add_argument("--threads", type=int, default=1, help="Interpreter threads for latency.")
