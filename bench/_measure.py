@@ -34,6 +34,7 @@ class Measured:
     loadavg_after: str
     lines: list[tuple[float, str, str]] = field(default_factory=list)  # (t, stream, text)
     processes: dict[int, str] = field(default_factory=dict)  # pid -> short cmdline
+    peak_rss_each_mb: dict[str, float] = field(default_factory=dict)  # "pid name" -> own peak
     extra_rss_mb: float | None = None  # a process outside the tree (a running server)
     started_epoch: float = 0.0  # wall clock at start, to place API timestamps on our clock
 
@@ -42,6 +43,7 @@ class Measured:
                 "max_processes", "loadavg_before", "loadavg_after", "extra_rss_mb")
         out = {k: getattr(self, k) for k in keep}
         out["processes"] = sorted(set(self.processes.values()))
+        out["peak_rss_each_mb"] = self.peak_rss_each_mb
         return out
 
 
@@ -74,6 +76,7 @@ class Sampler(threading.Thread):
         self.extra = psutil.Process(extra_pid) if extra_pid else None
         self.peak_rss = self.peak_pss = self.peak_extra = 0
         self.max_procs, self.names = 0, {}
+        self.peak_each: dict[int, int] = {}  # pid -> its own peak RSS (who holds the memory)
         self.stop_event, self.pss_ok = threading.Event(), True
 
     def run(self) -> None:
@@ -84,7 +87,9 @@ class Sampler(threading.Thread):
             rss = 0
             for p in procs:
                 try:
-                    rss += p.memory_info().rss
+                    own = p.memory_info().rss
+                    rss += own
+                    self.peak_each[p.pid] = max(self.peak_each.get(p.pid, 0), own)
                     if p.pid not in self.names:
                         self.names[p.pid] = _short(p)
                 except psutil.Error:
@@ -156,6 +161,9 @@ def run(label: str, cmd: list[str], cwd: Path, env: dict[str, str], *, echo: boo
         peak_pss_mb=round(sampler.peak_pss / mb, 1) if sampler.pss_ok else None,
         max_processes=sampler.max_procs, loadavg_before=before, loadavg_after=loadavg(),
         lines=sorted(lines, key=lambda x: x[0]), processes=dict(sampler.names),
+        peak_rss_each_mb={f"{pid} {sampler.names.get(pid, '?')}": round(v / mb, 1)
+                          for pid, v in sorted(sampler.peak_each.items(), key=lambda x: -x[1])
+                          if v >= 20 * mb},
         extra_rss_mb=round(sampler.peak_extra / mb, 1) if extra_pid else None,
         started_epoch=started_epoch,
     )

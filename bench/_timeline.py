@@ -99,11 +99,12 @@ def phases(m: Measured, api_runs: dict[str, dict] | None) -> list[tuple[str, flo
     if "flow_begin" not in mk:
         return [("whole run (no flow started)", m.wall_seconds)]
     points: list[tuple[str, float]] = []
+    start = "start: CLI imports, spec, DVC plan, deep check, Prefect import"
     if "server_spawn" in mk:
-        points.append(("start: CLI imports, spec, DVC plan, Prefect import", mk["server_spawn"]))
+        points.append((start, mk["server_spawn"]))
         points.append(("ephemeral Prefect server start", mk["api_ready"]))
     else:
-        points.append(("start: CLI imports, spec, DVC plan, Prefect import", mk["api_ready"]))
+        points.append((start, mk["api_ready"]))
     points.append(("flow run created", mk["flow_begin"]))
     points.append(("plan again inside the flow (DVC status)", mk.get("planned", mk["flow_begin"])))
     first = next((s for s in ("prepare", "train", "export") if s in done), None)
@@ -113,7 +114,7 @@ def phases(m: Measured, api_runs: dict[str, dict] | None) -> list[tuple[str, flo
             points.append(("until the first task starts", api_runs[first]["start"]))
         first = None
     elif api_runs and first in api_runs:
-        points.append(("worker spawn + TensorFlow import until first task",
+        points.append(("until the first task starts",
                        api_runs[first]["start"]))
     spawn_in_first = first is not None and not (api_runs and first in api_runs)
     for step in ("prepare", "train", "export"):
@@ -121,6 +122,8 @@ def phases(m: Measured, api_runs: dict[str, dict] | None) -> list[tuple[str, flo
             label = f"task {step}"
             if spawn_in_first and step == first:
                 label = f"worker spawn + TensorFlow import + task {step}"
+            elif step == first:  # the task starts at once and waits for its worker
+                label = f"task {step} (incl. waiting for a worker's TensorFlow import)"
             points.append((label, done[step]))
     quantize = [t for k, t in done.items() if k.startswith("quantize-")]
     if quantize:

@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-VENV_BIN = ROOT / ".venv" / "bin"
+# The venv that runs the benchmark (a git worktree has no .venv of its own).
+VENV_BIN = ROOT / ".venv" / "bin" if (ROOT / ".venv").is_dir() else Path(sys.executable).parent
 MNIST = (ROOT.parent / "shared" / "data" / "mnist").resolve()
 PIPELINE = "mnist"
 
@@ -63,12 +66,15 @@ def _sh(cmd: list[str], cwd: Path) -> None:
         raise RuntimeError(f"{' '.join(cmd)} failed in {cwd}:\n{out.stdout}\n{out.stderr}")
 
 
-def create(ws: Path, spec: dict) -> Path:
-    """A fresh project at ``ws``: spec, git, DVC (local remote), dvc.yaml; one commit."""
+def create(ws: Path, spec: dict, populate: Callable[[Path], None] | None = None) -> Path:
+    """A fresh project at ``ws``: spec, the workload's own files (``populate``: a builder
+    module, a dataset under data/), git, DVC (local remote), dvc.yaml; one commit."""
     shutil.rmtree(ws, ignore_errors=True)
     ws.mkdir(parents=True)
     write_spec(ws, spec)
-    (ws / ".gitignore").write_text("/artifacts/\n/registry/\n")
+    if populate:
+        populate(ws)
+    (ws / ".gitignore").write_text("/artifacts/\n/registry/\n/data/\n")
     git = ["git", "-c", "user.name=bench", "-c", "user.email=bench@localhost"]
     _sh(["git", "init", "-q", "."], ws)
     _sh([str(VENV_BIN / "dvc"), "init", "-q"], ws)
@@ -90,12 +96,13 @@ def reset(ws: Path) -> None:
     (ws / "dvc.lock").unlink(missing_ok=True)
 
 
-def bump_gate_drop(ws: Path, step: float = 0.001) -> tuple[float, float]:
+def bump_gate_drop(ws: Path, pipeline: str = PIPELINE,
+                   step: float = 0.001) -> tuple[float, float]:
     """Loosen only gate.max_accuracy_drop in the workspace's pipelines.yaml, as a user edits it;
     return (old, new)."""
     path = ws / "pipelines.yaml"
     spec = yaml.safe_load(path.read_text())
-    gate = spec["pipelines"][PIPELINE].setdefault("gate", {})
+    gate = spec["pipelines"][pipeline].setdefault("gate", {})
     old = gate.get("max_accuracy_drop") or 0.0
     gate["max_accuracy_drop"] = round(old + step, 6)
     write_spec(ws, spec)

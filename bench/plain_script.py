@@ -58,9 +58,9 @@ def build(keras):
     ])
 
 
-def compile_fit(model, keras, x, y, epochs):
+def compile_fit(model, keras, x, y, epochs, from_logits=True):
     model.compile(optimizer=keras.optimizers.Adam(learning_rate=1e-3),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits),
                   metrics=["accuracy"])
     model.fit(x, y, epochs=epochs, batch_size=32, shuffle=True, verbose=0)
     return model
