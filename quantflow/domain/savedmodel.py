@@ -41,9 +41,32 @@ def write_saved_model(trained: Path, out: Path) -> Path | None:
     return out
 
 
+def signature_def(saved_model: Path, signature: str) -> Any | None:
+    """The signature's SignatureDef read from saved_model.pb, without loading the model (a
+    load restores every variable and traces its functions: seconds for a MobileNetV2)."""
+    from tensorflow.python.saved_model import loader_impl
+
+    for graph in loader_impl.parse_saved_model(str(saved_model)).meta_graphs:
+        if "serve" in graph.meta_info_def.tags and signature in graph.signature_def:
+            return graph.signature_def[signature]
+    return None
+
+
 def converter(saved_model: Path, signature: str = "serving_default") -> Any:
-    """A TFLiteConverter for one signature of the SavedModel."""
+    """A TFLiteConverter for one signature of the SavedModel: the object `from_saved_model`
+    returns for one signature key, made without the model load it does only to list the
+    signatures (the conversion itself reads the folder); `from_saved_model` where that does
+    not apply (its errors for a missing signature included)."""
     tf, _ = tf_modules()
+    from tensorflow.lite.python import lite
+
+    if signature_def(saved_model, signature) is not None:
+        # As from_saved_model records it: the model type goes into the conversion metadata.
+        lite.TFLiteConverterBase._set_original_model_type(  # noqa: SLF001
+            lite.conversion_metadata_fb.ModelType.TF_SAVED_MODEL)
+        made = lite.TFLiteSavedModelConverterV2(str(saved_model), {"serve"}, [signature])
+        if made.saved_model_dir:
+            return made
     return tf.lite.TFLiteConverter.from_saved_model(str(saved_model), signature_keys=[signature])
 
 

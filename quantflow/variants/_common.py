@@ -49,6 +49,11 @@ def input_dtypes(saved_model: Path, signature: str) -> dict[str, Any]:
     cast to them, since the calibrator feeds arrays as they come (an int64 token id array
     into an int32 input, or uint8 pixels into a float one, would fail)."""
     tf, _ = tf_modules()
+    from quantflow.domain.savedmodel import signature_def
+
+    found = signature_def(saved_model, signature)
+    if found is not None:  # from saved_model.pb: loading the model takes seconds
+        return {k: tf.dtypes.as_dtype(v.dtype).as_numpy_dtype for k, v in found.inputs.items()}
     fn = tf.saved_model.load(str(saved_model)).signatures[signature]
     return {k: v.dtype.as_numpy_dtype for k, v in fn.structured_input_signature[1].items()}
 
