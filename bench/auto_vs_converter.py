@@ -136,7 +136,7 @@ def table(name: str, r: dict[str, Any]) -> list[str]:
              "convert | size (bytes) | accuracy | speed-up |", "|---|" + "---:|" * 7]
     for kind, _ in KINDS:
         c, a = r[f"{kind}-conv"], r[f"{kind}-aeq"]
-        ratio = f"{c['convert'] / a['convert']:.0f}x" if c["convert"] and a["convert"] else ""
+        ratio = f"{c['convert'] / a['convert']:.2g}x" if c["convert"] and a["convert"] else ""
         lines.append(f"| {kind} | {_cell(c)} | {_cell(a)} | {ratio} |")
     auto = r["auto"]
     got = (f"{auto['size']:,} bytes, accuracy {auto['acc']:.4f}, drop {auto['drop_pp']:.2f} pp"
