@@ -9,11 +9,10 @@ The builder is a file in the workspace (`model.builder`), the way a team brings 
 
 from __future__ import annotations
 
-import gzip
-import struct
 from pathlib import Path
 
 import numpy as np
+from plain_script import read_idx  # the plain scripts and quantflow's input read the same bytes
 
 IMAGES, LABELS = "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"
 ALPHA = 0.35
@@ -37,13 +36,6 @@ def mobilenet_v2(input_shape, num_classes, alpha=0.35, bn_momentum=0.9):
                 layer.momentum = bn_momentum
     return model
 '''
-
-
-def read_idx(path: Path) -> np.ndarray:
-    raw = gzip.decompress(path.read_bytes())
-    dims = raw[3]
-    shape = struct.unpack(f">{dims}I", raw[4 : 4 + 4 * dims])
-    return np.frombuffer(raw, np.uint8, offset=4 + 4 * dims).reshape(shape)
 
 
 def mnist32(data: Path) -> tuple[np.ndarray, np.ndarray]:

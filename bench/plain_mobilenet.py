@@ -26,9 +26,8 @@ import os  # noqa: E402
 import resource  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-import numpy as np  # noqa: E402
 from _mnist32 import ALPHA, BN_MOMENTUM, mnist32  # noqa: E402
-from plain_script import PHASES, compile_fit, evaluate, phase  # noqa: E402
+from plain_script import PHASES, compile_fit, evaluate, phase, split  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = ("dynamic_range", "float16", "int8_fallback", "int8", "int8_uint8", "int16x8", "qat")
@@ -93,16 +92,8 @@ def main() -> None:
     t = phase("import", t)
 
     images, labels = mnist32(args.data)
-    x_train = images[: args.train_size].astype(np.float32) / 255.0
-    y_train = labels[: args.train_size]
-    x_test = images[len(images) - args.test_size :].astype(np.float32) / 255.0
-    y_test = labels[len(labels) - args.test_size :]
-    pick = np.sort(np.random.default_rng(0).choice(len(x_train), size=200, replace=False))
-    calibration = x_train[pick]
-
-    def representative_dataset():
-        for i in range(len(calibration)):
-            yield [calibration[i : i + 1]]
+    x_train, y_train, x_test, y_test, representative_dataset = split(
+        images, labels, args.train_size, args.test_size)
 
     t = phase("data", t)
 

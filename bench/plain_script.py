@@ -47,6 +47,23 @@ def read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(raw, np.uint8, offset=4 + 4 * dims).reshape(shape)
 
 
+def split(images: np.ndarray, labels: np.ndarray, train_size: int, test_size: int):
+    """The pipelines' split: the first ``train_size`` images train, the last ``test_size`` test,
+    pixels / 255; 200 calibration images drawn from the training split with default_rng(0),
+    fed one at a time as the converter's representative dataset."""
+    x_train = images[:train_size].astype(np.float32) / 255.0
+    x_test = images[len(images) - test_size :].astype(np.float32) / 255.0
+    pick = np.sort(np.random.default_rng(0).choice(len(x_train), size=200, replace=False))
+    calibration = x_train[pick]
+
+    def representative_dataset():
+        for i in range(len(calibration)):
+            yield [calibration[i : i + 1]]
+
+    return x_train, labels[:train_size], x_test, labels[len(labels) - test_size :], \
+        representative_dataset
+
+
 def build(keras):
     return keras.Sequential([
         keras.layers.InputLayer(input_shape=(28, 28)),
@@ -107,16 +124,8 @@ def main() -> None:
 
     images = read_idx(args.data / "t10k-images-idx3-ubyte.gz")
     labels = read_idx(args.data / "t10k-labels-idx1-ubyte.gz").astype(np.int64)
-    x_train = images[: args.train_size].astype(np.float32) / 255.0
-    y_train = labels[: args.train_size]
-    x_test = images[len(images) - args.test_size :].astype(np.float32) / 255.0
-    y_test = labels[len(labels) - args.test_size :]
-    pick = np.sort(np.random.default_rng(0).choice(len(x_train), size=200, replace=False))
-    calibration = x_train[pick]
-
-    def representative_dataset():
-        for i in range(len(calibration)):
-            yield [calibration[i : i + 1]]
+    x_train, y_train, x_test, y_test, representative_dataset = split(
+        images, labels, args.train_size, args.test_size)
 
     t = phase("data", t)
 
