@@ -25,6 +25,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def stop(proc: subprocess.Popen, grace: float = 60) -> None:
+    """SIGTERM, then SIGKILL of its process group after ``grace`` seconds (it was started with
+    start_new_session=True)."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
 def client(url: str):  # noqa: ANN201 - a boto3 S3 client
     import boto3
 
@@ -54,9 +66,4 @@ def moto_server(log: Path, buckets: tuple[str, ...]) -> Iterator[str]:
                 time.sleep(0.5)
         yield url
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop(proc, 30)

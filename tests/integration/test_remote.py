@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,9 @@ import yaml
 
 from quantflow.domain import objstore
 from quantflow.domain.objverify import verify_url
+from tests.integration.test_deploy import _wait
 from tests.s3server import AWS, moto_server
+from tests.s3server import stop as _stop
 from tests.tiny import tiny_spec, write_workspace
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
@@ -38,31 +39,12 @@ POOL, FLOW, BUCKET = "qf-remote", "quantize-pipeline", "qf-test"
 HUMAN = ["-c", "user.name=test", "-c", "user.email=test@quantflow.invalid"]
 
 
-def _wait(what: str, check: Callable[[], Any], seconds: float, every: float = 1.0) -> Any:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if result := check():
-            return result
-        time.sleep(every)
-    raise AssertionError(f"timed out after {seconds:.0f} s waiting for {what}")
-
-
 def sh(cwd: Path, *args: str, env: dict[str, str] | None = None) -> str:
     exe = BIN / args[0]  # dvc, quantflow, prefect: this environment's
     args = (str(exe) if exe.exists() else args[0], *args[1:])
     done = subprocess.run(args, cwd=cwd, capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, f"{' '.join(args)}: {done.stdout[-2000:]}{done.stderr[-3000:]}"
     return done.stdout
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 @pytest.fixture(scope="module")

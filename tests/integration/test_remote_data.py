@@ -20,6 +20,7 @@ from quantflow.steps import STAGES
 from quantflow.versioning import remote
 from quantflow.versioning.dvc import Stale, commit_run, stale_stages
 from quantflow.versioning.remotecfg import ENV, REMOTE, check_remote
+from tests.integration.test_dvc import fake_outputs
 from tests.s3server import AWS, client, free_port, moto_server
 from tests.tiny import tiny_spec, write_workspace
 
@@ -80,22 +81,12 @@ def _first_run(tmp_path: Path, s3: str) -> str:
     sh(ws, "git", "add", "-A")
     sh(ws, "git", "commit", "-q", "-m", "tiny")
     sh(ws, "git", "push", "-q", "origin", "main")
-    _fake_outputs(ws)
+    fake_outputs(ws)
     request = load_request(ws, "pipelines.yaml", [], "tiny")
     steps = Plan(request, set(STAGES), ["dr"]).describe()
     commit_run(request, steps, push_targets=steps)
     assert remote.push_records(request, steps) is not None
     return f"file://{bare}"
-
-
-def _fake_outputs(ws: Path) -> None:
-    for stage in yaml.safe_load((ws / "dvc.yaml").read_text())["stages"].values():
-        for kind in ("outs", "metrics", "plots"):
-            for out in stage.get(kind, []):
-                path = ws / (next(iter(out)) if isinstance(out, dict) else out)
-                target = path / "model.tflite" if not path.suffix else path
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_text(f"placeholder {path.name}\n")
 
 
 def _clone(origin: str, where: Path, gate: float | None = None) -> Path:
