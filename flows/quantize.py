@@ -87,7 +87,10 @@ def _tf_steps(plan: Plan, pool: WarmPool | Slots) -> dict[str, str]:
             prev = [task.submit(ctx, wait_for=prev)]
             prev[0].result()  # raises if the step failed: the run is Failed
             record(plan, [stage])
-    return _quantize(plan, pool, prev)
+    # export has finished (result() above). On Dask a wait_for future is a Dask dependency,
+    # and the scheduler places a task only on workers that hold its dependencies: every
+    # variant would queue on export's worker. There, the variants go without it.
+    return _quantize(plan, pool, [] if isinstance(pool, Slots) else prev)
 
 
 @flow(name="tensorflow-steps-on-dask", validate_parameters=False)
