@@ -22,7 +22,7 @@ from quantflow.orchestration.lock import (  # noqa: F401 - the guard's home is l
     release,
 )
 from quantflow.steps import STAGES
-from quantflow.versioning import dvc
+from quantflow.versioning import cleanmark, dvc
 
 
 @dataclass
@@ -31,6 +31,9 @@ class Plan:
     stages: set[str]
     variants: list[str] = field(default_factory=list)
     recorded: set[str] = field(default_factory=set)  # steps already committed to DVC
+    # DVC planned it and owns every stage of dvc.yaml: once all of describe() is committed,
+    # DVC has nothing left to run (finish_run writes the cleanmark)
+    settles: bool = False
 
     def describe(self) -> list[str]:
         out = []
@@ -43,14 +46,21 @@ class Plan:
 
 
 def plan_run(request: RunRequest, force: bool = False) -> Plan:
-    """Ask DVC (once) what is stale; everything when DVC does not track this run. A pipeline
-    with nothing to run is let go at once (no flow run will take it over)."""
+    """Ask DVC (once) what is stale; everything when DVC does not track this run. DVC's last
+    "nothing to do" stands while nothing it reads has changed (cleanmark: no DVC import, no
+    status). A pipeline with nothing to run is let go at once (no flow run will take it over)."""
+    if not force and cleanmark.holds(request):  # DVC said so, and nothing it reads changed
+        release(request)
+        return Plan(request, set())
     stale = None if force else dvc.stale_stages(request)
     if stale is None:
         return Plan(request, set(STAGES), [v.name for v in request.pipeline.variants])
     if not stale.stages:
+        if not stale.upstream:  # DVC found nothing to do: remember its verdict
+            cleanmark.write(request)
         release(request)
-    return Plan(request, stale.stages, stale.variants)
+    return Plan(request, stale.stages, stale.variants,
+                settles=stale.ours_only and not stale.upstream)
 
 
 # Plans made by `quantflow run` in this process, handed to the flow it calls in-process, so
@@ -101,6 +111,8 @@ def finish_run(plan: Plan, failed: dict[str, str]) -> list[str]:
     with shutdown.deferred():
         dvc.commit_run(plan.request, [s for s in done if s not in plan.recorded],
                        push_targets=done if "publish" in plan.stages else None)
+        if plan.settles and not skip:
+            cleanmark.write(plan.request)
     plan.recorded.update(done)
     out = []
     for v in plan.request.pipeline.variants:

@@ -34,6 +34,11 @@ from quantflow.versioning.toolchain import TOOLCHAIN_FILE
 class Stale:
     stages: set[str]
     variants: list[str] = field(default_factory=list)
+    # What DVC found stale upstream of quantflow's stages (a team's own stages), and whether
+    # dvc.yaml holds quantflow's stages only: with neither, once this plan's stages are
+    # committed DVC has nothing left to run here (cleanmark)
+    upstream: list[str] = field(default_factory=list, compare=False)
+    ours_only: bool = field(default=False, compare=False)
 
 
 @contextmanager
@@ -108,7 +113,9 @@ def stale_stages(request: RunRequest) -> Stale | None:
               file=sys.stderr)
     run = _with_downstream(stages, found)
     return Stale(stages={s.step for s in stages if s.name in run},
-                 variants=[s.variant for s in stages if s.variant and s.name in run])
+                 variants=[s.variant for s in stages if s.variant and s.name in run],
+                 upstream=upstream,
+                 ours_only=all(owned(s) for s in declared(request.workspace).values()))
 
 
 def _step_of(stage: Stage) -> str:

@@ -20,7 +20,7 @@ import yaml
 
 from quantflow.core.errors import Exit
 from quantflow.core.request import load_request
-from quantflow.orchestration.plan import pipeline_lock
+from quantflow.orchestration.plan import REPRO, pipeline_lock
 from tests.integration.test_dvc import commit_all, edit_spec, fake_outputs, sh, status
 from tests.integration.test_dvc_staleness import make_repo, record_all
 from tests.tiny import tiny_spec
@@ -30,7 +30,7 @@ BIN = Path(sys.executable).parent
 HOLD_PIPELINE = """\
 import sys, time
 from quantflow.core.request import load_request
-from quantflow.orchestration.plan import pipeline_lock
+from quantflow.orchestration.plan import REPRO, pipeline_lock
 with pipeline_lock(load_request(".", "pipelines.yaml", [], "tiny")):
     print("held", flush=True)
     time.sleep(float(sys.argv[1]))
@@ -208,6 +208,12 @@ def fresh(tmp_path, monkeypatch, prefect_harness) -> Path:
 def test_quantflow_run_refuses_throughout_a_real_dvc_repro(fresh):
     repro = subprocess.Popen(["dvc", "repro"], cwd=fresh, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True)
+    # From its first step on: a `quantflow run` that starts before DVC has taken anything
+    # (DVC's imports take a second; a no-op-fast run's check takes less) rightly gets the
+    # pipeline, and the repro's first step is then the one refused.
+    lock = fresh / "artifacts" / ".tiny.lock"
+    while repro.poll() is None and REPRO not in (lock.read_text() if lock.exists() else ""):
+        time.sleep(0.05)
     tries = attempts_while(repro, fresh, "quantflow", "run")
     log = repro.stdout.read()
     assert repro.returncode == 0, log[-3000:]
