@@ -53,18 +53,20 @@ class RunSummary(BaseModel):
     message: str = ""
 
 
-def _quantize(plan: Plan, pool: WarmPool, after: list[PrefectFuture]) -> dict[str, str]:
+def _quantize(plan: Plan, pool: WarmPool, after: list[PrefectFuture],
+              converting: dict[str, PrefectFuture]) -> dict[str, str]:
     """Every stale variant, as many at a time as there are workers, QAT first (it trains, so
     it must not start last and leave a worker idle). As each finishes: one progress line, and a
     success is recorded in DVC at once; a failure never is (it must run again next time), and
-    is returned with its reason for the gate and the summary."""
+    is returned with its reason for the gate and the summary. A variant in ``converting``
+    (started beside export) is only evaluated, once its conversion is done."""
     ctx, execution = plan.request.step, plan.request.spec.execution
     order = sorted(plan.variants, key=lambda v: not ctx.pipeline.variant(v).trains)
     log, failed = get_run_logger(), {}
 
     def submit(name: str) -> PrefectFuture:
         return tasks.quantize.submit(ctx, name, execution.variant_timeout_seconds,
-                                     wait_for=after)
+                                     converted=converting.get(name), wait_for=after)
 
     for i, (name, f) in enumerate(submit_in_turn(order, submit, pool.size), 1):
         if f.state.is_completed():
@@ -81,16 +83,22 @@ def _tf_steps(plan: Plan, pool: WarmPool | Slots) -> dict[str, str]:
     """prepare, train, export in turn, then the variants: on this flow's task runner."""
     ctx, run = plan.request.step, plan.stages
     prev: list = []
+    converting: dict[str, PrefectFuture] = {}
     for stage, task in (("prepare", tasks.prepare), ("train", tasks.train),
                         ("export", tasks.export)):
         if stage in run:
+            if stage == "export" and isinstance(pool, WarmPool) and pool.size > 1:
+                # the critical path (QAT's fine-tuning) starts now, not after export
+                converting = {v: tasks.convert.submit(
+                    ctx, v, plan.request.spec.execution.variant_timeout_seconds,
+                    wait_for=prev) for v in plan.beside_export()}
             prev = [task.submit(ctx, wait_for=prev)]
             prev[0].result()  # raises if the step failed: the run is Failed
             record(plan, [stage])
     # export has finished (result() above). On Dask a wait_for future is a Dask dependency,
     # and the scheduler places a task only on workers that hold its dependencies: every
     # variant would queue on export's worker. There, the variants go without it.
-    return _quantize(plan, pool, [] if isinstance(pool, Slots) else prev)
+    return _quantize(plan, pool, [] if isinstance(pool, Slots) else prev, converting)
 
 
 @flow(name="tensorflow-steps-on-dask", validate_parameters=False)

@@ -7,6 +7,8 @@ StepContext and get small typed results back; models travel as files, never as o
 
 from __future__ import annotations
 
+from typing import Any
+
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
@@ -72,20 +74,45 @@ class VariantFailed(RuntimeError):
         return f"variant {self.variant!r} failed: {self.error}"
 
 
-@task(name="quantize", task_run_name="quantize-{variant}")
-def quantize(ctx: StepContext, variant: str, timeout_seconds: float | None = None) \
-        -> VariantMetrics:
+def _in_variant_worker(ctx: StepContext, variant: str, timeout_seconds: float | None,
+                       fn: Any, *args: Any) -> Any:
+    """One step function of a variant in a worker; a worker killed, timed out, or a step that
+    could not record its own failure, gives the variant's failed record instead."""
     from quantflow.steps import quantize as step
 
     try:
-        m = in_worker(step.run, ctx, variant, timeout=timeout_seconds,
-                      heavy=ctx.pipeline.variant(variant).trains)
+        return in_worker(fn, ctx, variant, *args, timeout=timeout_seconds,
+                         heavy=ctx.pipeline.variant(variant).trains)
     except Exception as exc:  # noqa: BLE001 - killed, timed out, or it could not record it
         if shutdown.requested() is not None:
             raise  # the stopped run killed its worker: not the variant's failure, no record
         # WorkerLost: no record of its own; StepError: the step raised (a full disk)
-        m = step.record_failure(ctx, variant, str(exc) if isinstance(
+        return step.record_failure(ctx, variant, str(exc) if isinstance(
             exc, (WorkerLost, QuantflowError)) else f"{type(exc).__name__}: {exc}")
+
+
+@task(name="convert", task_run_name="convert-{variant}")
+def convert(ctx: StepContext, variant: str, timeout_seconds: float | None = None) -> Any:
+    """A variant's conversion ahead of its evaluation (QAT beside export): the `quantize`
+    task of the same variant takes the result and evaluates it."""
+    from quantflow.steps import quantize as step
+
+    return _in_variant_worker(ctx, variant, timeout_seconds, step.convert)
+
+
+@task(name="quantize", task_run_name="quantize-{variant}")
+def quantize(ctx: StepContext, variant: str, timeout_seconds: float | None = None,
+             converted: Any = None) -> VariantMetrics:
+    """Convert and evaluate one variant; only evaluate when ``converted`` (the `convert`
+    task's result) is given."""
+    from quantflow.steps import quantize as step
+
+    if converted is None:
+        m = _in_variant_worker(ctx, variant, timeout_seconds, step.run)
+    elif isinstance(converted, VariantMetrics):  # the conversion failed and recorded it
+        m = converted
+    else:
+        m = _in_variant_worker(ctx, variant, timeout_seconds, step.evaluate, converted)
     log = get_run_logger()
     if m.status == "failed":  # the one terminal line about it; the log has the full text
         log.error("quantize %s/%s failed: %s%s", ctx.name, variant,

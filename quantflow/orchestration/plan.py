@@ -23,6 +23,7 @@ from quantflow.orchestration.lock import (  # noqa: F401 - the guard's home is l
 )
 from quantflow.steps import STAGES
 from quantflow.versioning import cleanmark, dvc
+from quantflow.versioning.dvcgen import conversion_reads
 
 
 @dataclass
@@ -34,6 +35,17 @@ class Plan:
     # DVC planned it and owns every stage of dvc.yaml: once all of describe() is committed,
     # DVC has nothing left to run (finish_run writes the cleanmark)
     settles: bool = False
+
+    def beside_export(self) -> list[str]:
+        """Stale variants that can convert while export runs: those that train (QAT, the
+        critical path) and whose conversion reads nothing export writes
+        (dvcgen.conversion_reads); their evaluation waits for export's baseline."""
+        if "export" not in self.stages:
+            return []
+        p, pipe = self.request.paths, self.request.pipeline
+        writes = {p.saved_model, p.float_tflite, p.baseline_metrics, p.float_outputs}
+        return [v for v in self.variants if pipe.variant(v).trains
+                and writes.isdisjoint(conversion_reads(p, pipe.variant(v)))]
 
     def describe(self) -> list[str]:
         out = []

@@ -9,6 +9,7 @@ import shutil
 import signal
 import time
 import traceback
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -40,22 +41,39 @@ def _test_faults(variant_name: str) -> None:
         time.sleep(3600)
 
 
-def quantize(ctx: StepContext, variant_name: str) -> VariantMetrics:
-    from quantflow.domain.evaluate import evaluate_tflite
+@dataclass(frozen=True)
+class Converted:
+    """A variant converted and not yet evaluated: what its evaluation carries into metrics."""
+
+    seconds: float
+    sha256: str  # the bytes handed to evaluation; publish checks them
+
+
+def _failed(ctx: StepContext, variant: Any, exc: BaseException) -> VariantMetrics:
+    ctx.paths.variant_tflite(variant.name).unlink(missing_ok=True)
+    detail = "".join(traceback.format_exception_only(exc)).strip()
+    metrics = VariantMetrics(name=variant.name, kind=variant.kind, status="failed",
+                             error=detail[-2000:])
+    metrics.write(ctx.paths.variant_metrics(variant.name))
+    return metrics
+
+
+def convert(ctx: StepContext, variant_name: str) -> Converted | VariantMetrics:
+    """The conversion alone (the failed record, written, if it fails). It reads what
+    dvcgen.conversion_reads says: for QAT with float I/O, nothing export writes, so the flow
+    may run it beside export and evaluate it once export is done."""
     from quantflow.domain.savedmodel import refuse_calibrated_loop
     from quantflow.variants._common import SAVED_MODEL
 
     p, spec = ctx.paths, ctx.pipeline
     variant = spec.variant(variant_name)
-    out, metrics_path = p.variant_tflite(variant_name), p.variant_metrics(variant_name)
+    out = p.variant_tflite(variant_name)
     shutil.rmtree(p.variant_dir(variant_name), ignore_errors=True)
     out.parent.mkdir(parents=True, exist_ok=True)
-    baseline = VariantMetrics.read(p.baseline_metrics)
     inputs = ConvertInputs(trained=p.trained, saved_model=p.saved_model,
                            calibration=p.calibration, dataset=p.dataset, train=spec.train,
                            signature=spec.model.signature_key(), float_tflite=p.float_tflite,
-                           judge=partial(judge, ctx, variant, baseline),
-                           calibrated=p.calibrated)
+                           judge=partial(judge, ctx, variant), calibrated=p.calibrated)
     start = time.perf_counter()
     try:
         if variant.needs_calibration and SAVED_MODEL <= variant.requires:  # the converter's
@@ -63,20 +81,35 @@ def quantize(ctx: StepContext, variant_name: str) -> VariantMetrics:
         converter(variant.kind)(inputs, variant, out)
         converted = time.perf_counter() - start
         _test_faults(variant_name)
-        digest = sha256_file(out)  # the bytes handed to evaluation; publish checks them
-        metrics = evaluate_tflite(out, p.dataset, spec.evaluation, name=variant.name,
-                                  kind=variant.kind, baseline=baseline,
+        return Converted(round(converted, 3), sha256_file(out))
+    except Exception as exc:  # recorded as a failed variant; the others carry on
+        return _failed(ctx, variant, exc)
+
+
+def evaluate(ctx: StepContext, variant_name: str,
+             converted: Converted | VariantMetrics) -> VariantMetrics:
+    """Score a converted variant against export's baseline and write its metrics.json."""
+    from quantflow.domain.evaluate import evaluate_tflite
+
+    if isinstance(converted, VariantMetrics):  # its conversion failed, and said so
+        return converted
+    p, spec = ctx.paths, ctx.pipeline
+    variant = spec.variant(variant_name)
+    try:
+        metrics = evaluate_tflite(p.variant_tflite(variant_name), p.dataset, spec.evaluation,
+                                  name=variant.name, kind=variant.kind,
+                                  baseline=VariantMetrics.read(p.baseline_metrics),
                                   float_outputs=p.float_outputs, workspace=ctx.workspace,
                                   latency_lock=p.lock.with_suffix(".latency"), variant=variant)
-        metrics.convert_seconds = round(converted, 3)
-        metrics.sha256 = digest
     except Exception as exc:  # recorded as a failed variant; the others carry on
-        out.unlink(missing_ok=True)
-        detail = "".join(traceback.format_exception_only(exc)).strip()
-        metrics = VariantMetrics(name=variant.name, kind=variant.kind, status="failed",
-                                 error=detail[-2000:])
-    metrics.write(metrics_path)
+        return _failed(ctx, variant, exc)
+    metrics.convert_seconds, metrics.sha256 = converted.seconds, converted.sha256
+    metrics.write(p.variant_metrics(variant_name))
     return metrics
+
+
+def quantize(ctx: StepContext, variant_name: str) -> VariantMetrics:
+    return evaluate(ctx, variant_name, convert(ctx, variant_name))
 
 
 def record_failure(ctx: StepContext, variant_name: str, error: str) -> VariantMetrics:
@@ -101,7 +134,7 @@ def exit_code(metrics: VariantMetrics) -> int:
     return Exit.VARIANT_FAILED if metrics.status == "failed" else Exit.OK
 
 
-def judge(ctx: StepContext, variant: Any, baseline: VariantMetrics,
+def judge(ctx: StepContext, variant: Any,
           candidate: Path) -> tuple[VariantMetrics, VariantDecision]:
     """A searching kind's candidate, measured as this step measures a variant and decided by
     the gate's own function, so that "passes" means what it means for the gate step."""
@@ -109,6 +142,7 @@ def judge(ctx: StepContext, variant: Any, baseline: VariantMetrics,
     from quantflow.domain.gate import decide
 
     p, spec = ctx.paths, ctx.pipeline
+    baseline = VariantMetrics.read(p.baseline_metrics)
     m = evaluate_tflite(candidate, p.dataset, spec.evaluation, name=variant.name,
                         kind=variant.kind, baseline=baseline, float_outputs=p.float_outputs,
                         workspace=ctx.workspace, latency_lock=p.lock.with_suffix(".latency"),

@@ -22,7 +22,7 @@ from typing import Any
 
 from quantflow.core.errors import DvcError, PipelineBusy
 from quantflow.core.request import RunRequest
-from quantflow.versioning import dvclock
+from quantflow.versioning import dvclock, dvcwrite
 from quantflow.versioning.dvcfile import owned
 from quantflow.versioning.dvcgen import Stage, pipeline_stages, write_dvc_yaml
 from quantflow.versioning.dvcrecords import declared, md5_of  # noqa: F401 - md5_of re-exported
@@ -49,6 +49,7 @@ def _repo(workspace: Path) -> Iterator[Any]:
     from dvc.lock import LockError
     from dvc.repo import Repo
 
+    dvcwrite.install()  # a kill -9 mid-commit must not leave a truncated dvc.lock
     log = logging.getLogger("dvc")
     level = log.level
     log.setLevel(logging.WARNING)

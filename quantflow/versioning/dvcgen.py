@@ -203,17 +203,25 @@ def pipeline_stages(spec: Spec, name: str) -> list[Stage]:
     return stages
 
 
-def quantize_reads(p: PipelinePaths, v: Any) -> list[Path]:
-    """The files a variant's quantize stage reads, so that nothing it does not read makes it
-    stale (or has to be pulled onto a remote worker): the converter's kinds read the
-    SavedModel, ai-edge-quantizer's and the shared calibration (variants/_calibrated.py) the
-    float .tflite, QAT the trained model; every variant is evaluated against the baseline."""
+def conversion_reads(p: PipelinePaths, v: Any) -> list[Path]:
+    """The files a variant's conversion reads: the converter's kinds the SavedModel,
+    ai-edge-quantizer's and the shared calibration (variants/_calibrated.py) the float .tflite,
+    QAT the trained model (and the SavedModel's signature only to cast integer-I/O
+    calibration data). A conversion that reads nothing export writes can run beside export
+    (flows/quantize.py)."""
     converter = "saved_model" in v.requires
     return [f for f, reads in (
-        (p.trained, v.trains), (p.saved_model, converter),
+        (p.trained, v.trains), (p.saved_model, converter and (v.needs_calibration
+                                                            or not v.trains)),
         (p.float_tflite, (v.needs_calibration and not v.trains) or not converter),
-        (p.calibration, v.needs_calibration), (p.dataset, True),
-        (p.baseline_metrics, True), (p.float_outputs, True)) if reads]
+        (p.calibration, v.needs_calibration), (p.dataset, True)) if reads]
+
+
+def quantize_reads(p: PipelinePaths, v: Any) -> list[Path]:
+    """The files a variant's quantize stage reads, so that nothing it does not read makes it
+    stale (or has to be pulled onto a remote worker): its conversion's, and the baseline every
+    variant is evaluated against."""
+    return conversion_reads(p, v) + [p.baseline_metrics, p.float_outputs]
 
 
 def all_stages(spec: Spec) -> list[Stage]:

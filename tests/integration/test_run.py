@@ -58,3 +58,42 @@ def test_bad_override_exits_2_and_writes_nothing(tmp_path, override):
     assert code == Exit.SPEC
     assert "pipelines.tiny.train.epochs" in out
     assert sorted(p.name for p in (tmp_path / "ws").iterdir()) == ["pipelines.yaml"]
+
+
+def _task_runs_of_last_flow_run() -> dict[str, object]:
+    """The task runs of the newest quantize-pipeline flow run, by name, from the Prefect API."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    with get_client(sync_client=True) as client:
+        [last] = client.read_flow_runs(sort=FlowRunSort.START_TIME_DESC, limit=1)
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(
+            id=FlowRunFilterId(any_=[last.id])))
+    return {r.name.rsplit("-", 1)[0] if r.name.startswith(("export", "train")) else r.name: r
+            for r in runs}
+
+
+def test_qat_fine_tunes_beside_export_with_the_same_result(prefect_harness, tmp_path):
+    """QAT's conversion reads only the trained model, so it starts with export (two workers)
+    and is evaluated once export is done; the model equals a one-worker run's byte for byte."""
+    variants = [{"name": "q", "kind": "qat"}, {"name": "dr", "kind": "dynamic_range"}]
+    shas = {}
+    for workers in (2, 1):
+        ws = tmp_path / f"w{workers}"
+        spec = write_workspace(ws, tiny_spec(variants=variants))
+        code, out = quantflow("run", "--spec", str(spec), "--force",
+                              "--set", f"execution.max_workers={workers}")
+        assert code == Exit.OK, out
+        runs = _task_runs_of_last_flow_run()
+        m = json.loads((ws / "artifacts/tiny/variants/q/metrics.json").read_text())
+        assert m["status"] == "ok" and m["convert_seconds"] > 0
+        shas[workers] = m["sha256"]
+        if workers == 2:
+            convert, export, evaluate = runs["convert-q"], runs["export"], runs["quantize-q"]
+            assert convert.start_time < export.end_time, "QAT started before export ended"
+            assert evaluate.start_time >= export.end_time, "evaluated against the baseline"
+            assert convert.end_time <= evaluate.start_time
+        else:
+            assert "convert-q" not in runs, "one worker: nothing to run beside export"
+    assert shas[2] == shas[1]
