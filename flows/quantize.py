@@ -112,7 +112,7 @@ def on_dask(plan: Plan) -> dict[str, str]:
 
 def _wire(plan: Plan, pool: WarmPool) -> tuple[PublishRecord | None, dict[str, str]]:
     ctx, run, execution = plan.request.step, plan.stages, plan.request.spec.execution
-    if not (plan.variants or run & {"prepare", "train", "export"}):
+    if not plan.runs_tensorflow:
         failed: dict[str, str] = {}  # a gate-only run must not start any worker
     elif execution.task_runner == "dask":
         runner = daskrunner.task_runner(execution.dask)

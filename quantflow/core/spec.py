@@ -224,7 +224,8 @@ def gate_misfit(gate: GateSpec, evaluation: EvaluationSpec) -> str | None:
 
 # ----------------------------------------------------------------------------- publish
 class PublishSpec(Strict):
-    registry: str = Field("registry", description="Local registry directory.")
+    registry: str = Field("registry", description=(
+        "Registry root: a directory (relative to the workspace) or an s3:// URL."))
     strategy: Literal["all_passing", "best"] = Field(
         "all_passing", description="Publish every passing variant, or only the best one."
     )

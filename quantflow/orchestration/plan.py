@@ -36,6 +36,11 @@ class Plan:
     # DVC has nothing left to run (finish_run writes the cleanmark)
     settles: bool = False
 
+    @property
+    def runs_tensorflow(self) -> bool:
+        """Whether any step of this plan needs a TensorFlow worker (gate and publish do not)."""
+        return bool(self.variants or self.stages & {"prepare", "train", "export"})
+
     def beside_export(self) -> list[str]:
         """Stale variants that can convert while export runs: those that train (QAT, the
         critical path) and whose conversion reads nothing export writes

@@ -73,13 +73,10 @@ def _plans(requests: list[RunRequest], force: bool, console: Console,
     return plans
 
 
-TF_STAGES = {"prepare", "train", "export"}
-
-
 def _prestart(plan: Plan) -> WarmPool | None:
     """The first flow run's workers, started now so their TensorFlow import overlaps the
     server's start (the flow adopts them); None when that run needs no worker."""
-    if not (plan.variants or plan.stages & TF_STAGES):
+    if not plan.runs_tensorflow:
         return None
     from quantflow.orchestration import taskrunner
 
