@@ -8,6 +8,8 @@ task run. Nothing here imports Prefect or TensorFlow (the initializer brings Ten
 from __future__ import annotations
 
 import copy
+import ctypes
+import gc
 import logging
 import logging.handlers
 import os
@@ -54,6 +56,18 @@ def portable(exc: BaseException) -> BaseException:
         return RuntimeError(f"{type(exc).__name__}: {exc}")
 
 
+def release_memory() -> None:
+    """Hand the heap a finished step freed back to the system. glibc keeps freed memory for
+    reuse, so a worker that exported a model held ~250 MB more than it used (measured on
+    MobileNetV2: 1,089 -> 828 MB) while the other worker's QAT peaked: the run's peak is the
+    sum of its processes."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to trim
+        pass
+
+
 def serve(conn: Connection, initializer: Callable[[], None] | None) -> None:
     """A worker's life: the initializer once, "ready", then one job after another until the
     parent closes the pipe. A job's exception is a reply like any other."""
@@ -86,3 +100,5 @@ def serve(conn: Connection, initializer: Callable[[], None] | None) -> None:
             send(reply)
         except Exception as exc:  # noqa: BLE001 - e.g. a result that does not pickle
             send(("error", RuntimeError(f"the job's result could not be sent: {exc!r}")))
+        del fn, args, reply
+        release_memory()  # after the reply: the flow need not wait for it
