@@ -90,6 +90,7 @@ def watch():
         while not stop.wait(0.02):
             peak[0] = max(peak[0], threads())
 
+    out["threads_before"] = threads()
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
@@ -275,7 +276,8 @@ def run(method: str, tf, model, io_type: str, rep, profile: Path | None, mlir_ti
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"\n== {method} {io_type}: {w['wall']:.2f} s wall (setup/save {setup:.2f} s), "
           f"CPU {w['cpu']:.2f} s ({w['cpu'] / w['wall']:.2f} cores), "
-          f"max {w['threads']} threads, {len(blob):,} bytes", flush=True)
+          f"max {w['threads']} threads ({w['threads_before']} before), {len(blob):,} bytes",
+          flush=True)
     for label, s in sorted(PHASES.items()):
         print(f"   {label:<62}{s:7.2f} s")
     return bytes(blob), w["wall"]
