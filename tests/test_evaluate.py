@@ -36,7 +36,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
     root = tmp_path_factory.mktemp("evaluate")
     float_tflite = root / "float.tflite"
-    float_tflite.write_bytes(keras_converter(load_model(inputs)).convert())
+    float_tflite.write_bytes(keras_converter(load_model(inputs), root / "sm").convert())
     variant = Int8Variant(name="i8", kind="int8", io_type="int8")
     int8 = converter("int8")(inputs, variant, root / "int8.tflite")
     return {"inputs": inputs, "float": float_tflite, "int8": int8, "variant": variant}

@@ -7,6 +7,7 @@ provide a Keras 2 model (``requires``).
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -78,10 +79,12 @@ def convert(inputs: ConvertInputs, variant: QatVariant, out: Path) -> Path:
     """The fake-quant ranges come from training; the representative dataset is only needed to
     quantize the model's interface when integer I/O is asked for."""
     tf, _ = tf_modules()
-    converter = keras_converter(fine_tune(inputs, variant))
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    if variant.needs_calibration:
-        converter.representative_dataset = representative_dataset(inputs)
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        set_io_type(converter, variant.io_type)
-    return write_tflite(converter, out)
+    model = fine_tune(inputs, variant)
+    with tempfile.TemporaryDirectory(prefix="qat-") as folder:  # read by convert()
+        converter = keras_converter(model, Path(folder))
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        if variant.needs_calibration:
+            converter.representative_dataset = representative_dataset(inputs)
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            set_io_type(converter, variant.io_type)
+        return write_tflite(converter, out)

@@ -72,7 +72,7 @@ def test_kind_produces_promised_tensor_types(
 def test_sizes_shrink_as_promised(tiny_inputs: ConvertInputs, tmp_path: Path) -> None:
     from quantflow.variants._common import keras_converter, load_model
 
-    float_size = len(keras_converter(load_model(tiny_inputs)).convert())
+    float_size = len(keras_converter(load_model(tiny_inputs), tmp_path / "sm").convert())
     f16 = converter("float16")(tiny_inputs, CASES[1][0], tmp_path / "f16.tflite")
     dr = converter("dynamic_range")(tiny_inputs, CASES[0][0], tmp_path / "dr.tflite")
     assert dr.stat().st_size < f16.stat().st_size < float_size
