@@ -77,11 +77,14 @@ def first_conversion(env: dict[str, str], cwd: Path) -> list[float]:
     return found
 
 
-def plan_seconds(env: dict[str, str], ws: Path, pipeline: str) -> float:
-    """One plan_run (spec load + in-process `dvc status`), imports excluded."""
+def plan_seconds(env: dict[str, str], ws: Path, pipeline: str, ask_dvc: bool = False) -> float:
+    """One plan_run of an up-to-date pipeline, imports excluded: with DVC's last verdict
+    remembered (cleanmark), or, ``ask_dvc``, with it forgotten first (spec + in-process
+    `dvc status`, which writes the mark again)."""
     setup = ("from quantflow.orchestration.plan import plan_run; "
-             "from quantflow.core.request import load_request; import dvc.repo")
-    code = f"plan_run(load_request({str(ws)!r}, 'pipelines.yaml', [], {pipeline!r}))"
+             "from quantflow.core.request import load_request; import dvc.repo; import shutil")
+    forget = "shutil.rmtree('.dvc/tmp/quantflow-clean', ignore_errors=True); " if ask_dvc else ""
+    code = forget + f"plan_run(load_request({str(ws)!r}, 'pipelines.yaml', [], {pipeline!r}))"
     out = subprocess.run([PY, "-c", setup + "\n" + TIMED.format(code=code)], env=env, cwd=ws,
                          capture_output=True, text=True, timeout=600)
     hit = re.search(r"SECONDS ([0-9.]+)", out.stdout)

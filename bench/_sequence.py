@@ -49,6 +49,7 @@ def profile(b: Bench, ws: Path, pipeline: str) -> dict:
         "two_worker_initializers_wall_seconds": _profile.two_workers(b.env, ws),
         "first_and_second_conversion_seconds": _profile.first_conversion(b.env, ws),
         "plan_run_seconds": _profile.plan_seconds(b.env, ws, pipeline),
+        "plan_run_dvc_seconds": _profile.plan_seconds(b.env, ws, pipeline, ask_dvc=True),
         "noop_importtime": _profile.noop_importtime(b.env, ws, pipeline),
         "loadavg": _measure.loadavg(),
     }

@@ -37,3 +37,14 @@ def test_installing_twice_wraps_once() -> None:
     first = _common._dump_data
     dvcwrite.install()
     assert _common._dump_data is first
+
+
+def test_the_file_keeps_its_mode(tmp_path: Path) -> None:
+    from dvc.utils.serialize import dump_yaml
+
+    dvcwrite.install()
+    lock = tmp_path / "dvc.lock"
+    lock.write_text("schema: '2.0'\n")
+    lock.chmod(0o664)
+    dump_yaml(lock, {"schema": "2.0", "stages": {}})
+    assert lock.stat().st_mode & 0o777 == 0o664

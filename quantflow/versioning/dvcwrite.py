@@ -37,8 +37,13 @@ def install() -> None:
     def atomic_dump(path: Any, data: Any, dumper: Any, fs: Any = None, **kwargs: Any) -> Any:
         if not _is_local(fs):
             return original(path, data, dumper, fs=fs, **kwargs)
-        with io.atomic_path(Path(path)) as tmp:
-            return original(str(tmp), data, dumper, **kwargs)
+        target = Path(path)
+        mode = target.stat().st_mode & 0o7777 if target.exists() else None
+        with io.atomic_path(target) as tmp:
+            result = original(str(tmp), data, dumper, **kwargs)
+        if mode is not None:  # a shared repo's group-writable dvc.lock stays so
+            target.chmod(mode)
+        return result
 
     _common._dump_data = atomic_dump
     _yaml._dump_data = atomic_dump
