@@ -44,7 +44,8 @@ VERSION = 1
 MARKS = Path(".dvc/tmp/quantflow-clean")  # DVC's tmp: git-ignored, per workspace
 CONTROL = ("dvc.yaml", "dvc.lock", ".dvc/config", ".dvcignore")
 PACKAGE = Path(__file__).resolve().parents[1]  # the quantflow package folder
-LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: dvc.lock runs to thousands of lines
+# libyaml when present: dvc.lock runs to thousands of lines
+LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def _mark(request: RunRequest) -> Path:
@@ -107,7 +108,8 @@ def fingerprint(request: RunRequest) -> str | None:
         path = ws / rel
         digest.update(f"\n{rel}\n".encode())
         digest.update(path.read_bytes() if path.is_file() else b"-")
-    for line in [l for p in sorted(set(paths)) for l in _tree(ws / p)] + list(_code()):
+    stats = [line for rel in sorted(set(paths)) for line in _tree(ws / rel)]
+    for line in stats + list(_code()):
         digest.update(f"\n{line}".encode())
     return digest.hexdigest()
 

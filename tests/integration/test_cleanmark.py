@@ -13,8 +13,8 @@ from quantflow.core.request import load_request
 from quantflow.orchestration.plan import finish_run, plan_run, release
 from quantflow.versioning import cleanmark
 from quantflow.versioning.dvc import stale_stages
-from tests.integration.test_dvc import edit_spec, fake_outputs, record_all, sh, status
-from tests.integration.test_dvc import ws  # noqa: F401 - the git + DVC workspace fixture
+from tests.integration.test_dvc import edit_spec, fake_outputs, record_all, status
+from tests.integration.test_dvc import ws as ws  # noqa: F401 - the git + DVC repo fixture
 
 pytestmark = pytest.mark.integration
 
