@@ -73,40 +73,17 @@ def _plans(requests: list[RunRequest], force: bool, console: Console,
     return plans
 
 
-def _early_size(request: RunRequest) -> int:
-    """The size of the pool ``_prestart`` starts for this pipeline's run."""
-    execution = request.spec.execution
-    return 1 if execution.task_runner == "dask" else execution.max_workers
-
-
-def _speculate(requests: list[RunRequest], force: bool) -> None:
-    """One worker starts importing TensorFlow (~3 s) while DVC plans (1-2 s) and Prefect is
-    imported, so that the deep check need not wait for it; the plan then adds the others
-    (``_prestart``) or, if no step needs TensorFlow, it is killed. Not when DVC's remembered
-    "nothing to do" holds (cleanmark): a no-op run starts nothing."""
-    from quantflow.versioning import cleanmark
-
-    head = requests[0]
-    if force or not cleanmark.holds(head):
-        from quantflow.orchestration import taskrunner
-
-        taskrunner.prestart(_early_size(head), 1)
-
-
 def _prestart(plan: Plan) -> WarmPool | None:
     """The first flow run's workers, started now so their TensorFlow import overlaps the
-    server's start (the flow adopts them; the one ``_speculate`` started among them); None
-    when that run needs no worker."""
+    server's start (the flow adopts them); None when that run needs no worker."""
+    if not plan.runs_tensorflow:
+        return None
     from quantflow.orchestration import taskrunner
 
     execution = plan.request.spec.execution
-    dask = execution.task_runner == "dask"  # the steps run on the cluster: one worker, for
-    # the deep check only (the flow, sized by max_workers, does not adopt it)
-    if not plan.runs_tensorflow or (dask and not plan.stages & {"prepare", "train"}):
-        taskrunner.discard_early()  # e.g. a gate-only run: the speculative worker goes now
-        return None
-    if dask:
-        return taskrunner.prestart(1, 1)
+    if execution.task_runner == "dask":  # the steps run on the cluster: one worker, for the
+        # deep check only (the flow, sized by max_workers, does not adopt it)
+        return taskrunner.prestart(1, 1) if plan.stages & {"prepare", "train"} else None
     return taskrunner.prestart(execution.max_workers, max(1, len(plan.variants)))
 
 
@@ -185,21 +162,20 @@ def run_pipelines(requests: list[RunRequest], overrides: list[str], *, force: bo
         from quantflow.orchestration.daskrunner import preflight
 
         preflight(requests)  # an unusable scheduler: exit 2 before anything is written
-    _speculate(requests, force)
+    stale = _plans(requests, force, console, codes)
+    if not stale:
+        return worst(codes)
+    from quantflow.orchestration.server import prefect_api
+
+    runlog.quiet_console()
+    runlog.quiet_resource_tracker()
     from quantflow.orchestration import taskrunner
 
-    try:
-        stale = _plans(requests, force, console, codes)
-        if not stale:
-            return worst(codes)
-        from quantflow.orchestration.server import prefect_api
-
-        runlog.quiet_console()
-        runlog.quiet_resource_tracker()
-        head = stale[0]
-        # An ephemeral server starts, and the first run's workers import TensorFlow, while the
-        # deep check runs (in one of them); the first run's log is open for them from the start.
-        with prefect_api() as api, runlog.run_log(head.request.paths.logs) as log:
+    head = stale[0]
+    # An ephemeral server starts, and the first run's workers import TensorFlow, while the
+    # deep check runs (in one of them); the first run's log is open for them from the start.
+    with prefect_api() as api, runlog.run_log(head.request.paths.logs) as log:
+        try:
             stale = _checked(stale, console, codes, _prestart(head))
             if not stale:
                 return worst(codes)
@@ -208,6 +184,6 @@ def run_pipelines(requests: list[RunRequest], overrides: list[str], *, force: bo
                 shutdown.check()
                 codes.append(_run_one(plan, overrides, force, console,
                                       log if plan is head else None))
-    finally:
-        taskrunner.discard_early()
+        finally:
+            taskrunner.discard_early()
     return worst(codes)

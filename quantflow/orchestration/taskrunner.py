@@ -109,14 +109,10 @@ def prestart(max_workers: int, count: int) -> WarmPool:
     """Start the next flow run's workers now, from `quantflow run` before its server is up,
     so that their TensorFlow import overlaps the server's start; ``worker_pool`` adopts them.
     Called from the run's main thread (it outlives them; see ``worker_pool``)."""
-    same = [p for p in _EARLY if p.size == max_workers]
-    if same:  # started while planning (runner._speculate): it grows to ``count``
-        pool = same[0]
-    else:
-        discard_early()
-        pool = WarmPool(max_workers, initializer=warm_worker)
-        _EARLY.append(pool)
+    discard_early()
+    pool = WarmPool(max_workers, initializer=warm_worker)
     pool.prespawn(count)
+    _EARLY.append(pool)
     return pool
 
 

@@ -111,33 +111,3 @@ def test_a_no_op_run_opens_no_dvc_repo_and_imports_nothing_heavy(clean):
                          text=True, timeout=120)
     assert "tiny: up to date" in out.stdout, out.stdout + out.stderr
     assert "EXIT 0\nLOADED []" in out.stdout, out.stdout
-
-
-def test_one_worker_starts_while_dvc_plans_unless_the_mark_holds(clean):
-    """`quantflow run` starts one TensorFlow worker before asking DVC (its import overlaps the
-    plan); a gate-only plan kills it at once, a plan with TensorFlow steps adopts it, and a
-    no-op whose mark holds starts none."""
-    from quantflow.orchestration import runner, taskrunner
-
-    ws = clean
-    try:
-        runner._speculate([_request(ws)], force=False)
-        assert taskrunner._EARLY == [], "the mark holds: nothing started"
-
-        edit_spec(ws, lambda p: p["gate"].update(min_accuracy=0.6))  # gate and publish only
-        runner._speculate([_request(ws)], force=False)
-        [pool] = taskrunner._EARLY
-        assert len(pool.started) == 1
-        worker = pool._workers[0].proc
-        assert runner._prestart(_plan(ws)) is None and taskrunner._EARLY == []
-        worker.join(timeout=10)
-        assert not worker.is_alive(), "killed with the gate-only plan, not at the run's end"
-
-        edit_spec(ws, lambda p: p["train"].update(epochs=3))  # train onwards: TensorFlow
-        runner._speculate([_request(ws)], force=False)
-        [pool] = taskrunner._EARLY
-        plan = _plan(ws)
-        assert runner._prestart(plan) is pool, "the plan adopts the worker started early"
-        assert len(pool.started) == 1, "one variant: the early worker is the one it needs"
-    finally:
-        taskrunner.discard_early()
