@@ -67,3 +67,16 @@ def moto_server(log: Path, buckets: tuple[str, ...]) -> Iterator[str]:
         yield url
     finally:
         stop(proc, 30)
+
+
+def dvc_project(ws: Path, remote: str, endpoint: str) -> None:
+    """Make ``ws`` (a git checkout holding a pipelines.yaml) a DVC project like this one, whose
+    default remote is ``remote`` (s3://...) on the server at ``endpoint``; the caller commits."""
+    root = Path(__file__).resolve().parents[1]
+    (ws / ".gitignore").write_text((root / ".gitignore").read_text())
+    for args in (["dvc", "init", "-q"], ["dvc", "remote", "add", "-d", "storage", remote],
+                 ["dvc", "remote", "modify", "storage", "endpointurl", endpoint],
+                 ["quantflow", "dvc"]):
+        done = subprocess.run([str(BIN / args[0]), *args[1:]], cwd=ws, capture_output=True,
+                              text=True, timeout=300)
+        assert done.returncode == 0, f"{args}: {done.stdout[-2000:]}{done.stderr[-3000:]}"

@@ -27,14 +27,13 @@ import yaml
 from quantflow.domain import objstore
 from quantflow.domain.objverify import verify_url
 from tests.integration.test_deploy import _wait
-from tests.s3server import AWS, moto_server
+from tests.s3server import AWS, dvc_project, moto_server
 from tests.s3server import stop as _stop
 from tests.tiny import tiny_spec, write_workspace
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 BIN = Path(sys.executable).parent
-ROOT = Path(__file__).resolve().parents[2]
 POOL, FLOW, BUCKET = "qf-remote", "quantize-pipeline", "qf-test"
 HUMAN = ["-c", "user.name=test", "-c", "user.email=test@quantflow.invalid"]
 
@@ -82,11 +81,7 @@ def _project(tmp: Path, endpoint: str) -> tuple[str, Path]:
     spec["pipelines"]["tiny"]["publish"] = {"registry": f"s3://{BUCKET}/registry",
                                             "alias": "latest"}
     write_workspace(work, spec)
-    (work / ".gitignore").write_text((ROOT / ".gitignore").read_text())
-    sh(work, "dvc", "init", "-q")
-    sh(work, "dvc", "remote", "add", "-d", "storage", f"s3://{BUCKET}/dvc")
-    sh(work, "dvc", "remote", "modify", "storage", "endpointurl", endpoint)
-    sh(work, "quantflow", "dvc")
+    dvc_project(work, f"s3://{BUCKET}/dvc", endpoint)
     sh(work, "git", "add", "-A")
     sh(work, "git", *HUMAN, "commit", "-q", "-m", "tiny pipeline")
     sh(work, "git", "push", "-q", "origin", "main")

@@ -21,13 +21,12 @@ from quantflow.versioning import remote
 from quantflow.versioning.dvc import Stale, commit_run, stale_stages
 from quantflow.versioning.remotecfg import ENV, REMOTE, check_remote
 from tests.integration.test_dvc import fake_outputs
-from tests.s3server import AWS, client, free_port, moto_server
+from tests.s3server import AWS, client, dvc_project, free_port, moto_server
 from tests.tiny import tiny_spec, write_workspace
 
 pytestmark = pytest.mark.integration
 
 BIN = Path(sys.executable).parent
-ROOT = Path(__file__).resolve().parents[2]
 BUCKET = "qf-data"
 
 
@@ -73,11 +72,7 @@ def _first_run(tmp_path: Path, s3: str) -> str:
     ws = tmp_path / "a"
     sh(tmp_path, "git", "clone", "-q", f"file://{bare}", str(ws))
     write_workspace(ws, tiny_spec(variants=[{"name": "dr", "kind": "dynamic_range"}]))
-    (ws / ".gitignore").write_text((ROOT / ".gitignore").read_text())
-    sh(ws, "dvc", "init", "-q")
-    sh(ws, "dvc", "remote", "add", "-d", "storage", f"s3://{BUCKET}/{tmp_path.name}")
-    sh(ws, "dvc", "remote", "modify", "storage", "endpointurl", s3)
-    sh(ws, "quantflow", "dvc")
+    dvc_project(ws, f"s3://{BUCKET}/{tmp_path.name}", s3)
     sh(ws, "git", "add", "-A")
     sh(ws, "git", "commit", "-q", "-m", "tiny")
     sh(ws, "git", "push", "-q", "origin", "main")
