@@ -50,12 +50,8 @@ class Converted:
 
 
 def _failed(ctx: StepContext, variant: Any, exc: BaseException) -> VariantMetrics:
-    ctx.paths.variant_tflite(variant.name).unlink(missing_ok=True)
-    detail = "".join(traceback.format_exception_only(exc)).strip()
-    metrics = VariantMetrics(name=variant.name, kind=variant.kind, status="failed",
-                             error=detail[-2000:])
-    metrics.write(ctx.paths.variant_metrics(variant.name))
-    return metrics
+    return record_failure(ctx, variant.name,
+                          "".join(traceback.format_exception_only(exc)).strip())
 
 
 def convert(ctx: StepContext, variant_name: str) -> Converted | VariantMetrics:
@@ -113,9 +109,10 @@ def quantize(ctx: StepContext, variant_name: str) -> VariantMetrics:
 
 
 def record_failure(ctx: StepContext, variant_name: str, error: str) -> VariantMetrics:
-    """The record of a variant whose step could not write its own: its worker died or timed
-    out, or the step raised (its folder unwritable, the disk full). Best effort: when even this
-    cannot be written, the caller still has the returned value (the gate is told directly)."""
+    """The record of a failed variant: its conversion or evaluation raised (the step writes
+    it), or its worker died or timed out, or the step itself raised (its folder unwritable,
+    the disk full; the task writes it). Best effort: when even this cannot be written, the
+    caller still has the returned value (the gate is told directly)."""
     variant = ctx.pipeline.variant(variant_name)
     metrics = VariantMetrics(name=variant.name, kind=variant.kind, status="failed",
                              error=error[-2000:])

@@ -129,6 +129,3 @@ def write(request: RunRequest) -> None:
     if found is not None:
         io.write_text(_mark(request), json.dumps({"fingerprint": found}) + "\n")
 
-
-def forget(request: RunRequest) -> None:
-    _mark(request).unlink(missing_ok=True)

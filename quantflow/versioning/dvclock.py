@@ -126,29 +126,6 @@ def running_stages(workspace: Path) -> str | None:
     return None
 
 
-def _hardlink_lock(workspace: Path) -> bool:
-    """DVC's `core.hardlink_lock` (for NFS), from the repo's config files as DVC merges them:
-    config.local over config. A file DVC can read and configparser can't: ask DVC itself."""
-    import configparser
-
-    found = False
-    for name in ("config", "config.local"):
-        path = workspace / ".dvc" / name
-        if not path.is_file():
-            continue
-        parser = configparser.ConfigParser(strict=False, interpolation=None)
-        try:
-            parser.read(path, encoding="utf-8")
-        except configparser.Error:
-            from dvc.repo import Repo
-
-            with Repo(str(workspace)) as repo:
-                return bool(repo.config["core"].get("hardlink_lock", False))
-        if parser.has_option("core", "hardlink_lock"):
-            found = parser.get("core", "hardlink_lock").strip().lower() in ("true", "1", "yes")
-    return found
-
-
 @contextmanager
 def claim(workspace: Path, read: list[str], write: list[str]) -> Iterator[None]:
     """Hold DVC rwlock entries on a run's files (``write``: its outputs, ``read``: files of
@@ -160,15 +137,17 @@ def claim(workspace: Path, read: list[str], write: list[str]) -> Iterator[None]:
     if not (workspace / ".dvc").is_dir():
         yield
         return
+    from dvc.config import Config
     from dvc.fs import localfs as fs
     from dvc.lock import LockError
     from dvc.rwlock import RWLockFileCorruptedError, RWLockFileFormatError, rwlock
 
-    # Where DVC keeps its locks, without opening the repo (0.5 s that a no-op run can't spare)
+    # Where DVC keeps its locks and how it takes them, from DVC's own config (every level),
+    # without opening the repo: 0.5 s that a no-op run can't spare.
     root = str(workspace.resolve())
     tmp = os.path.join(root, ".dvc", "tmp")
     fs.makedirs(tmp, exist_ok=True)
-    hardlink = _hardlink_lock(workspace)
+    hardlink = bool(Config(dvc_dir=os.path.join(root, ".dvc"))["core"].get("hardlink_lock"))
     held = ExitStack()
     paths = [[os.path.normpath(os.path.join(root, p)) for p in files] for files in (read, write)]
     try:
